@@ -22,9 +22,7 @@ class SourceError(QuantAssetsError):
     (``None`` when no response arrived: timeout, refused connection, broken body).
     """
 
-    def __init__(
-        self, message: str, *, venue: str, endpoint: str, status: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, venue: str, endpoint: str, status: int | None = None) -> None:
         self.venue = venue
         self.endpoint = endpoint
         self.status = status

@@ -65,6 +65,5 @@ FEATURE_CATALOG = pa.schema(
 def features_schema(feature_names: list[str]) -> pa.Schema:
     """Schema of the features table: symbol, open_time, then one DOUBLE per feature, in order."""
     return pa.schema(
-        [("symbol", pa.string()), ("open_time", TIMESTAMP)]
-        + [(name, pa.float64()) for name in feature_names]
+        [("symbol", pa.string()), ("open_time", TIMESTAMP)] + [(name, pa.float64()) for name in feature_names]
     )
