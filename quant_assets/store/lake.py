@@ -1,0 +1,286 @@
+"""The lake: one Parquet file per partition, written atomically, plus read-optimised day files.
+
+Layout under ``<data_dir>/lake`` (DESIGN.md §3)::
+
+    coin_universe/date=2026-11-23.parquet
+    ohlcv/exchange=binance/symbol=BTCUSDT/date=2026-11-23.parquet   # one per (symbol, day): the truth
+    ohlcv_daily/exchange=binance/date=2026-11-23.parquet            # every symbol of a day: for reads
+    features/date=2026-11-23.parquet
+    labels/date=2026-11-23.parquet
+    feature_catalog/schema=<hash>.parquet
+
+Why two ``ohlcv`` layouts: a partition is the unit of work, so it is written on its own and never
+blocks another writer; but a query over 9,000 one-day files costs about a second, against a few
+milliseconds over 90 day files. After writing partitions, the writer calls :meth:`Lake.compact_ohlcv`
+for the days it touched; the ``ohlcv`` view reads the day files. Compaction of one day holds an
+exclusive lock on that day, so concurrent writers of the same day serialise and the last one in sees
+every symbol file written before it.
+
+Every write goes to a temporary name and is renamed into place (``os.replace``): a reader or a crash
+never sees half a file, and the previous version survives any failure. Files are written with fixed
+options from rows in a fixed order, so the same data gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from quant_assets.errors import StoreError
+from quant_assets.store import schemas
+from quant_assets.symbols import checked_symbol
+
+_EXCHANGE = re.compile(r"[a-z]{2,20}")
+_SCHEMA_HASH = re.compile(r"[0-9a-f]{8,64}")
+
+# Fixed writer options: the same table always gives the same bytes (no timestamps are written).
+_PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Where a table's partitions live and how their rows are ordered."""
+
+    name: str
+    template: str  # path under the lake root, with {key} placeholders
+    sort_by: tuple[str, ...]
+    schema: pa.Schema | None  # None: the schema comes with the data (features)
+
+
+TABLES: dict[str, TableSpec] = {
+    "coin_universe": TableSpec(
+        "coin_universe", "coin_universe/date={date}.parquet", ("rank",), schemas.COIN_UNIVERSE
+    ),
+    "ohlcv": TableSpec(
+        "ohlcv",
+        "ohlcv/exchange={exchange}/symbol={symbol}/date={date}.parquet",
+        ("open_time",),
+        schemas.OHLCV,
+    ),
+    "ohlcv_daily": TableSpec(
+        "ohlcv_daily",
+        "ohlcv_daily/exchange={exchange}/date={date}.parquet",
+        ("symbol", "open_time"),
+        schemas.OHLCV,
+    ),
+    "features": TableSpec("features", "features/date={date}.parquet", ("symbol", "open_time"), None),
+    "labels": TableSpec("labels", "labels/date={date}.parquet", ("symbol", "open_time"), schemas.LABELS),
+    "feature_catalog": TableSpec(
+        "feature_catalog", "feature_catalog/schema={schema}.parquet", (), schemas.FEATURE_CATALOG
+    ),
+}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one atomic write left on disk."""
+
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def write_table_atomic(path: Path, table: pa.Table) -> WriteResult:
+    """Write `table` so readers see the previous file or the new one, never a partial one.
+
+    Raises whatever pyarrow or the OS raises; the temporary file is removed and any previous file at
+    `path` is left untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(table)}.tmp")
+    try:
+        pq.write_table(table, tmp, **_PARQUET_OPTIONS)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        size = tmp.stat().st_size
+        os.replace(tmp, path)  # atomic within one filesystem
+    finally:
+        tmp.unlink(missing_ok=True)
+    return WriteResult(path=path, rows=table.num_rows, bytes=size, sha256=digest)
+
+
+def to_arrow(frame: pd.DataFrame | pa.Table, schema: pa.Schema | None, sort_by: Sequence[str]) -> pa.Table:
+    """Convert `frame` to an Arrow table with exactly `schema`'s columns, rows sorted by `sort_by`.
+
+    Raises :class:`StoreError` naming the missing columns when `frame` lacks some.
+    """
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    if schema is not None:
+        missing = [name for name in schema.names if name not in table.column_names]
+        if missing:
+            raise StoreError(f"cannot store a frame without columns {missing}")
+        table = table.select(schema.names).cast(schema)
+    table = table.replace_schema_metadata(None)
+    if sort_by and table.num_rows:
+        table = table.sort_by([(column, "ascending") for column in sort_by])
+    return table
+
+
+class Lake:
+    """The Parquet lake under ``<data_dir>/lake``. Cheap to construct; holds no open files."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.root = self.data_dir / "lake"
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.data_dir)!r})"
+
+    # -- paths --------------------------------------------------------------------------------------
+
+    def path(self, table: str, **keys: object) -> Path:
+        """The file of one partition of `table`. Every key is validated before it becomes a path.
+
+        Raises :class:`StoreError` for an unknown table or missing key, and
+        :class:`~quant_assets.errors.InvalidSymbolError` for an unsafe symbol.
+        """
+        spec = _spec(table)
+        clean = {name: _clean_key(name, value) for name, value in keys.items()}
+        try:
+            return self.root / spec.template.format(**clean)
+        except KeyError as missing:
+            raise StoreError(f"table {table!r} needs partition key {missing}") from None
+
+    def glob(self, table: str) -> str:
+        """A glob matching every partition file of `table` (for DuckDB's ``read_parquet``)."""
+        template = _spec(table).template
+        return str(self.root / re.sub(r"\{[a-z_]+\}", "*", template))
+
+    def files(self, table: str) -> list[Path]:
+        """Every partition file of `table`, sorted by path."""
+        template = _spec(table).template
+        return sorted(self.root.glob(re.sub(r"\{[a-z_]+\}", "*", template)))
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def write(self, table: str, frame: pd.DataFrame | pa.Table, **keys: object) -> WriteResult:
+        """Write one partition of `table` atomically (see the module docstring)."""
+        spec = _spec(table)
+        return write_table_atomic(self.path(table, **keys), to_arrow(frame, spec.schema, spec.sort_by))
+
+    def compact_ohlcv(self, days: Iterable[dt.date], *, exchange: str = "binance") -> list[WriteResult]:
+        """Rebuild the read-optimised day file of each of `days` from that day's partition files.
+
+        Holds an exclusive lock per day while it reads and writes, so concurrent writers of the same
+        day serialise. A day with no partition files loses its day file.
+        """
+        results = []
+        for day in sorted(set(days)):
+            date = _clean_key("date", day)
+            with self._lock(f"ohlcv_daily-{exchange}-{date}"):
+                sources = sorted(self.root.glob(f"ohlcv/exchange={exchange}/symbol=*/date={date}.parquet"))
+                target = self.path("ohlcv_daily", exchange=exchange, date=date)
+                if not sources:
+                    target.unlink(missing_ok=True)
+                    continue
+                merged = pa.concat_tables(pq.read_table(source, schema=schemas.OHLCV) for source in sources)
+                results.append(
+                    write_table_atomic(target, to_arrow(merged, schemas.OHLCV, ("symbol", "open_time")))
+                )
+        return results
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def read(self, table: str, **keys: object) -> pd.DataFrame:
+        """Read one partition of `table`; raises :class:`StoreError` if it was never written."""
+        path = self.path(table, **keys)
+        if not path.exists():
+            raise StoreError(f"{table} partition {keys} has not been written ({path.name} missing)")
+        return pq.read_table(path).to_pandas()
+
+    def read_ohlcv(
+        self,
+        *,
+        symbols: Sequence[str] | None,
+        start: dt.datetime,
+        end: dt.datetime,
+        exchange: str = "binance",
+    ) -> pd.DataFrame:
+        """Closed candles with ``start <= open_time < end`` (naive or UTC datetimes), from the day files.
+
+        `symbols` None means every symbol. Rows are sorted by symbol, open_time; columns are
+        :data:`~quant_assets.store.schemas.OHLCV_COLUMNS`. Days never written are simply absent.
+        """
+        start_utc, end_utc = _naive_utc(start), _naive_utc(end)
+        day = start_utc.date()
+        paths = []
+        while day <= end_utc.date():
+            path = self.path("ohlcv_daily", exchange=exchange, date=day)
+            if path.exists():
+                paths.append(str(path))
+            day += dt.timedelta(days=1)
+        if not paths:
+            return pa.Table.from_batches([], schema=schemas.OHLCV).to_pandas()
+        clean_symbols = [checked_symbol(s) for s in symbols] if symbols is not None else None
+        query = "SELECT * FROM read_parquet(?) WHERE open_time >= ? AND open_time < ?"
+        params: list[object] = [paths, start_utc, end_utc]
+        if clean_symbols is not None:
+            query += " AND list_contains(?, symbol)"
+            params.append(clean_symbols)
+        query += " ORDER BY symbol, open_time"
+        with duckdb.connect() as con:
+            return con.execute(query, params).to_arrow_table().cast(schemas.OHLCV).to_pandas()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{name}.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _spec(table: str) -> TableSpec:
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise StoreError(f"unknown table {table!r}; known: {sorted(TABLES)}") from None
+
+
+def _clean_key(name: str, value: object) -> str:
+    """Validate one partition key value; it becomes part of a path."""
+    if name == "symbol":
+        return checked_symbol(value)
+    if name == "date":
+        if isinstance(value, dt.datetime):
+            raise StoreError(f"date key must be a date, got the datetime {value!r}")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        try:
+            return dt.date.fromisoformat(str(value)).isoformat()
+        except ValueError:
+            raise StoreError(f"date key {value!r} is not an ISO date (YYYY-MM-DD)") from None
+    if name == "exchange":
+        if not isinstance(value, str) or not _EXCHANGE.fullmatch(value):
+            raise StoreError(f"exchange key {value!r} must be lower-case letters, e.g. 'binance'")
+        return value
+    if name == "schema":
+        if not isinstance(value, str) or not _SCHEMA_HASH.fullmatch(value):
+            raise StoreError(f"schema key {value!r} must be a lower-case hex hash")
+        return value
+    raise StoreError(f"unknown partition key {name!r}")
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
