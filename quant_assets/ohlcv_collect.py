@@ -1,0 +1,232 @@
+"""Collect closed 5-minute candles for a batch of (symbol, UTC day) partitions, Dagster-free.
+
+The ``ohlcv`` asset hands a whole batch of partitions to :func:`collect_ohlcv`, which fetches each
+symbol's consecutive days with as few requests as the venue allows (one ``fetch_candles`` over the
+whole run of days, 499 candles a request, about 1.7 days each) instead of one request series per
+partition, splits the candles by UTC day and hands each day to ``write``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from quant_assets.errors import QuantAssetsError
+from quant_assets.sources.binance import BinanceFuturesClient
+from quant_assets.symbols import checked_symbol
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, order=True)
+class SymbolDay:
+    """One ``ohlcv`` partition: a symbol and a UTC calendar day."""
+
+    symbol: str
+    day: dt.date
+
+
+@dataclass
+class CollectProgress:
+    """Where a collection stands; passed to ``on_progress`` after each symbol.
+
+    Attributes:
+        days_done: partitions finished (written or failed).
+        days_total: partitions asked for (after removing repeats).
+        candles: candles written so far.
+        requests: HTTP requests sent so far (retries included).
+        weight: request weight spent so far.
+        elapsed_s: seconds since the collection started.
+        eta_s: estimated seconds left, from the pace so far (``None`` before the first day is done).
+    """
+
+    days_done: int
+    days_total: int
+    candles: int
+    requests: int
+    weight: int
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass
+class CollectResult:
+    """What a collection did.
+
+    Attributes:
+        written: candles written per partition (always > 0).
+        failed: why each partition that was not written failed.
+        requests: HTTP requests sent (retries included).
+        weight: request weight spent.
+    """
+
+    written: dict[SymbolDay, int] = field(default_factory=dict)
+    failed: dict[SymbolDay, str] = field(default_factory=dict)
+    requests: int = 0
+    weight: int = 0
+
+
+@dataclass
+class _SymbolOutcome:
+    """The fetch of one symbol: a frame per day, or a message per day that cannot be written."""
+
+    symbol: str
+    frames: dict[SymbolDay, pd.DataFrame] = field(default_factory=dict)
+    failed: dict[SymbolDay, str] = field(default_factory=dict)
+    requests: int = 0
+    weight: int = 0
+
+
+def _day_start_ms(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * DAY_MS
+
+
+def consecutive_runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Group `days` into runs of consecutive days: sorted (first, last) pairs, both inclusive."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(set(days)):
+        if runs and day == runs[-1][1] + dt.timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _fetch_symbol(
+    client: BinanceFuturesClient, symbol: str, days: list[dt.date], *, limit: int
+) -> _SymbolOutcome:
+    """Fetch every run of `days` of one symbol; errors of our own types fail all its days."""
+    outcome = _SymbolOutcome(symbol)
+    with client.session.metered() as meter:
+        try:
+            checked_symbol(symbol)
+            for first, last in consecutive_runs(days):
+                start_ms, end_ms = _day_start_ms(first), _day_start_ms(last) + DAY_MS
+                candles = client.fetch_candles(symbol, start_ms, end_ms, limit=limit)
+                by_day = dict(list(candles.groupby(candles["open_time"].dt.date, sort=True)))
+                for offset in range((last - first).days + 1):
+                    day = first + dt.timedelta(days=offset)
+                    frame = by_day.get(day)
+                    key = SymbolDay(symbol, day)
+                    if frame is None or frame.empty:
+                        outcome.failed[key] = f"no candles served for {symbol} on {day} (not listed yet?)"
+                    else:
+                        outcome.frames[key] = frame.reset_index(drop=True)
+        except QuantAssetsError as exc:
+            logger.warning("ohlcv %s: %s", symbol, exc)
+            for day in days:
+                key = SymbolDay(symbol, day)
+                outcome.frames.pop(key, None)
+                outcome.failed[key] = str(exc)
+    outcome.requests, outcome.weight = meter.requests, meter.weight
+    return outcome
+
+
+def collect_ohlcv(
+    client: BinanceFuturesClient,
+    partitions: Iterable[SymbolDay],
+    write: Callable[[SymbolDay, pd.DataFrame], None],
+    *,
+    on_progress: Callable[[CollectProgress], None] | None = None,
+    limit: int = 499,
+    workers: int = 1,
+) -> CollectResult:
+    """Fetch and write the closed candles of every (symbol, UTC day) partition in `partitions`.
+
+    Per symbol, consecutive days are fetched as one range, so a batch costs about one request per
+    499 candles. Each day with candles is passed to ``write(partition, frame)`` (frame columns as
+    :func:`~quant_assets.sources.binance.parse_klines` returns them, only that day's candles, gaps
+    left as gaps). A partition is recorded in ``failed`` instead when
+
+    * its day has not fully ended by the client's clock (only complete UTC days are collected);
+    * the venue served no candles for it (symbol not listed yet, or delisted before);
+    * the symbol is invalid or unknown to the venue, or its requests failed for good (every day of
+      the symbol then carries the error's message);
+    * ``write`` raised one of this package's errors (:class:`~quant_assets.errors.QuantAssetsError`).
+
+    A failing symbol never stops the others. Other exceptions (bugs, ``KeyboardInterrupt``) propagate.
+
+    Args:
+        client: the Binance client; its shared budget keeps all workers inside the weight limit.
+        partitions: the partitions to collect; repeats are collected once.
+        write: stores one partition. Always called from the calling thread, one partition at a
+            time, so it need not be thread-safe.
+        on_progress: called from the calling thread after each symbol.
+        limit: candles per request (499 is the cheapest weight per candle).
+        workers: symbols fetched concurrently (threads); 1 fetches in the calling thread.
+
+    Returns:
+        Candles written per partition, failures with their messages, requests and weight spent.
+
+    Raises:
+        ValueError: `workers` below 1.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    started = time.monotonic()
+    wanted = sorted(set(partitions))
+    result = CollectResult()
+    now_ms = client.now_ms()
+    days_by_symbol: dict[str, list[dt.date]] = defaultdict(list)
+    for partition in wanted:
+        day_end_ms = _day_start_ms(partition.day) + DAY_MS
+        if day_end_ms > now_ms:
+            result.failed[partition] = (
+                f"{partition.day} (UTC) has not ended yet for {partition.symbol}: "
+                "only complete days are collected"
+            )
+        else:
+            days_by_symbol[partition.symbol].append(partition.day)
+    candles_written = 0
+
+    def finish(outcome: _SymbolOutcome) -> None:
+        nonlocal candles_written
+        result.requests += outcome.requests
+        result.weight += outcome.weight
+        result.failed.update(outcome.failed)
+        for key, frame in sorted(outcome.frames.items()):
+            try:
+                write(key, frame)
+            except QuantAssetsError as exc:
+                logger.warning("ohlcv %s %s: write failed: %s", key.symbol, key.day, exc)
+                result.failed[key] = f"write failed: {exc}"
+            else:
+                result.written[key] = len(frame)
+                candles_written += len(frame)
+        if on_progress is not None:
+            done = len(result.written) + len(result.failed)
+            elapsed = time.monotonic() - started
+            remaining = len(wanted) - done
+            on_progress(
+                CollectProgress(
+                    days_done=done,
+                    days_total=len(wanted),
+                    candles=candles_written,
+                    requests=result.requests,
+                    weight=result.weight,
+                    elapsed_s=elapsed,
+                    eta_s=elapsed / done * remaining if done else None,
+                )
+            )
+
+    if workers == 1:
+        for symbol, days in days_by_symbol.items():
+            finish(_fetch_symbol(client, symbol, days, limit=limit))
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ohlcv") as pool:
+            futures: list[Future[_SymbolOutcome]] = [
+                pool.submit(_fetch_symbol, client, symbol, days, limit=limit)
+                for symbol, days in days_by_symbol.items()
+            ]
+            for future in as_completed(futures):
+                finish(future.result())
+    return result

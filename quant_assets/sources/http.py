@@ -1,0 +1,578 @@
+"""The HTTP layer every venue client stands on: one session per venue, retries, and a weight budget.
+
+Two pieces:
+
+* :class:`WeightBudget` paces requests so a venue's per-window request-weight limit is never crossed
+  (Binance counts weight per IP in wall-clock minutes and bans an IP, HTTP 418, that keeps going after
+  a 429). Budgets are process-wide: :func:`shared_budget` hands every client and thread of the
+  process the same budget for one (venue, base URL).
+* :class:`VenueSession` is one ``requests.Session`` per venue with connect/read timeouts, retries
+  with capped exponential backoff and full jitter on 5xx, timeouts and broken bodies, ``Retry-After``
+  honoured on 429/418 (and 503), and typed errors (:mod:`quant_assets.errors`) that name the venue,
+  the endpoint and the HTTP status.
+
+Connection failures (nothing reached the server, so no weight was spent) are retried by urllib3's
+own ``Retry`` under the session; everything that did reach the server is retried here, through the
+budget, so every attempt is paced and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import email.utils
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from quant_assets.errors import RateLimitError, SourceError, UnknownSymbolError
+
+logger = logging.getLogger(__name__)
+
+BINANCE_UNKNOWN_SYMBOL_CODE = -1121  # {"code": -1121, "msg": "Invalid symbol."}
+CONNECT_RETRIES = 2  # urllib3 retries of a refused/timed-out connect; no weight is spent on these
+
+
+@dataclass(frozen=True)
+class BudgetStats:
+    """What a budget has seen since it was created (a consistent snapshot).
+
+    Attributes:
+        requests: requests let through by :meth:`WeightBudget.acquire` (each retry counts).
+        weight: total weight of those requests.
+        waited_seconds: total time callers spent blocked in ``acquire`` (pacing and holds).
+        rate_limited: HTTP 429 answers reported through :meth:`WeightBudget.hold_until`.
+        banned: HTTP 418 answers reported through :meth:`WeightBudget.hold_until`.
+    """
+
+    requests: int = 0
+    weight: int = 0
+    waited_seconds: float = 0.0
+    rate_limited: int = 0
+    banned: int = 0
+
+
+class WeightBudget:
+    """A request-weight budget per wall-clock window, shared by the threads of a process.
+
+    Windows are aligned to the wall clock, ``floor(time.time() / window_seconds)``, as Binance aligns
+    its ``REQUEST_WEIGHT`` minute. The budget spends the whole limit (no headroom: headroom costs the
+    same fraction of a backfill's time) and stays exact by
+
+    * counting weight locally when a request is let through, before it is sent, so requests still in
+      flight are counted;
+    * taking ``max(local count, server count)`` from the venue's used-weight header (:meth:`observe`),
+      which also covers other processes spending from the same IP;
+    * charging a request let through in the last moments of a window (``edge_seconds``) to the next
+      window too, because it may reach the server after the boundary and count there.
+
+    Thread-safe. ``limit=None`` means unlimited: weight is still counted and holds still apply.
+    """
+
+    def __init__(self, limit: int | None, *, window_seconds: float = 60.0) -> None:
+        """Create a budget.
+
+        Args:
+            limit: weight allowed per window, or ``None`` for no limit.
+            window_seconds: window length in seconds (Binance: 60).
+
+        Raises:
+            ValueError: a limit below 1 or a window that is not positive.
+        """
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._window_seconds = window_seconds
+        self._check_config(limit, window_seconds)
+        self._window = -1  # index of the window `_used` belongs to
+        self._used = 0
+        self._next_used = 0  # pre-charged to window `_window + 1` (requests sent at the edge)
+        self._hold_until = 0.0  # epoch seconds; nothing is let through before
+        self._stats = BudgetStats()
+
+    @staticmethod
+    def _check_config(limit: int | None, window_seconds: float) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"weight limit must be >= 1 or None, got {limit}")
+        if not window_seconds > 0:
+            raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
+
+    def __repr__(self) -> str:
+        return f"WeightBudget(limit={self._limit}, window_seconds={self._window_seconds})"
+
+    @property
+    def limit(self) -> int | None:
+        """Weight allowed per window (``None``: unlimited)."""
+        return self._limit
+
+    @property
+    def window_seconds(self) -> float:
+        """Window length in seconds."""
+        return self._window_seconds
+
+    @property
+    def edge_seconds(self) -> float:
+        """A request let through this close to a window's end is charged to the next window too."""
+        return min(0.5, self._window_seconds * 0.05)
+
+    @property
+    def stats(self) -> BudgetStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return self._stats
+
+    def reconfigure(self, limit: int | None, *, window_seconds: float) -> None:
+        """Change the limit and window length; counts of the current window are kept.
+
+        Raises:
+            ValueError: as the constructor.
+        """
+        self._check_config(limit, window_seconds)
+        with self._lock:
+            if window_seconds != self._window_seconds:
+                self._window, self._used, self._next_used = -1, 0, 0
+            self._limit, self._window_seconds = limit, window_seconds
+
+    def window_index(self, at: float | None = None) -> int:
+        """Index of the wall-clock window holding epoch second `at` (default now)."""
+        return math.floor((time.time() if at is None else at) / self._window_seconds)
+
+    def hold_remaining(self) -> float:
+        """Seconds until a hold set by :meth:`hold_until` ends (0 when none is active)."""
+        with self._lock:
+            return max(0.0, self._hold_until - time.time())
+
+    def _roll(self, now: float) -> None:
+        index = math.floor(now / self._window_seconds)
+        if index != self._window:
+            self._used = self._next_used if index == self._window + 1 else 0
+            self._next_used = 0
+            self._window = index
+
+    def acquire(self, weight: int) -> float:
+        """Block until `weight` fits in the current window, then count it.
+
+        Args:
+            weight: the request's weight (>= 0).
+
+        Returns:
+            Seconds spent waiting (pacing and any hold set by :meth:`hold_until`).
+
+        Raises:
+            ValueError: `weight` is negative or larger than the whole limit (it could never fit).
+        """
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        started = time.monotonic()
+        while True:
+            with self._lock:
+                limit = self._limit
+                if limit is not None and weight > limit:
+                    raise ValueError(f"a request of weight {weight} can never fit a limit of {limit}")
+                now = time.time()
+                delay = self._hold_until - now
+                if delay <= 0:
+                    self._roll(now)
+                    if limit is None or self._used + weight <= limit:
+                        self._used += weight
+                        window_end = (self._window + 1) * self._window_seconds
+                        if window_end - now < self.edge_seconds:
+                            self._next_used += weight
+                        waited = time.monotonic() - started
+                        self._stats = dataclasses.replace(
+                            self._stats,
+                            requests=self._stats.requests + 1,
+                            weight=self._stats.weight + weight,
+                            waited_seconds=self._stats.waited_seconds + waited,
+                        )
+                        return waited
+                    # A millisecond past the boundary, so floor() lands in the next window.
+                    delay = (self._window + 1) * self._window_seconds - now + 0.001
+            time.sleep(delay)
+
+    def observe(self, used_in_window: int, *, sent_at: float | None = None) -> None:
+        """Sync with the venue's count of the current window (e.g. ``X-MBX-USED-WEIGHT-1M``).
+
+        Args:
+            used_in_window: weight the venue says this IP used in its current window.
+            sent_at: epoch seconds when the request that carried the header was let through. When it
+                lies in an earlier window than now, the header may count either window and is ignored
+                (the edge pre-charge covers a request that crossed the boundary).
+        """
+        with self._lock:
+            now = time.time()
+            self._roll(now)
+            if sent_at is not None and math.floor(sent_at / self._window_seconds) != self._window:
+                return
+            self._used = max(self._used, used_in_window)
+
+    def hold_until(self, retry_after_seconds: float, *, status: int | None = None) -> None:
+        """Stop every :meth:`acquire` of the process for `retry_after_seconds` from now.
+
+        Call it on 429/418 with the venue's ``Retry-After``: sending anything earlier turns a 429
+        into a ban. An earlier, longer hold is kept.
+
+        Args:
+            retry_after_seconds: seconds to hold, from now.
+            status: the HTTP status that asked for it; 429 and 418 are counted in :attr:`stats`.
+        """
+        with self._lock:
+            self._hold_until = max(self._hold_until, time.time() + max(0.0, retry_after_seconds))
+            if status == 429:
+                self._stats = dataclasses.replace(self._stats, rate_limited=self._stats.rate_limited + 1)
+            elif status == 418:
+                self._stats = dataclasses.replace(self._stats, banned=self._stats.banned + 1)
+
+
+_BUDGETS: dict[tuple[str, str], WeightBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def shared_budget(
+    venue: str, base_url: str, *, limit: int | None, window_seconds: float = 60.0
+) -> WeightBudget:
+    """The process-wide budget of (`venue`, `base_url`), created on first use.
+
+    Every client and thread of the process that talks to the same venue base URL gets the same
+    object, so together they stay inside the limit and all wait out a ``Retry-After``. When a later
+    caller asks for another limit or window, the budget is reconfigured to it (the newest
+    configuration wins, logged at WARNING); the counts of the current window are kept.
+
+    Raises:
+        ValueError: a limit below 1 or a window that is not positive.
+    """
+    key = (venue, base_url.rstrip("/"))
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get(key)
+        if budget is None:
+            budget = _BUDGETS[key] = WeightBudget(limit, window_seconds=window_seconds)
+        elif (budget.limit, budget.window_seconds) != (limit, window_seconds):
+            logger.warning(
+                "%s %s: weight budget reconfigured from %s/%ss to %s/%ss",
+                venue,
+                key[1],
+                budget.limit,
+                budget.window_seconds,
+                limit,
+                window_seconds,
+            )
+            budget.reconfigure(limit, window_seconds=window_seconds)
+    return budget
+
+
+@dataclass
+class RequestMeter:
+    """Requests and weight spent by one thread inside :meth:`VenueSession.metered`."""
+
+    requests: int = 0
+    weight: int = 0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent.
+
+    A date in the past gives 0; a value that is neither form gives None.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _venue_message(response: requests.Response) -> str:
+    """The venue's own error text: Binance ``msg``, CoinGecko ``error`` / ``status.error_message``."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        status = payload.get("status")
+        for candidate in (
+            payload.get("msg"),
+            payload.get("error"),
+            status.get("error_message") if isinstance(status, dict) else None,
+        ):
+            if isinstance(candidate, str) and candidate:
+                code = payload.get("code")
+                return f"{candidate} (code {code})" if code is not None else candidate
+    text = response.text.strip().replace("\n", " ")
+    return text[:200] if text else (response.reason or "no body")
+
+
+class _RetryableFailure(Exception):
+    """One attempt failed in a way worth retrying; carries what the final error should say."""
+
+    def __init__(self, message: str, *, status: int | None, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.wait = wait  # the venue's Retry-After, if it gave one
+
+
+class VenueSession:
+    """One ``requests.Session`` per venue: timeouts, retries, the weight budget, typed errors."""
+
+    def __init__(
+        self,
+        venue: str,
+        base_url: str,
+        *,
+        timeout: tuple[float, float] = (3.05, 20.0),
+        max_attempts: int = 6,
+        backoff_base: float = 0.25,
+        backoff_max: float = 20.0,
+        budget: WeightBudget | None = None,
+        headers: Mapping[str, str] | None = None,
+        used_weight_header: str | None = None,
+        max_retry_after: float = 600.0,
+    ) -> None:
+        """Open a session.
+
+        Args:
+            venue: venue name used in errors and logs (``binance``, ``coingecko``).
+            base_url: scheme, host and path prefix, e.g. ``https://fapi.binance.com``.
+            timeout: (connect, read) timeouts in seconds.
+            max_attempts: attempts per request that reaches the server (first try included).
+            backoff_base: first backoff ceiling in seconds; it doubles per attempt (full jitter).
+            backoff_max: cap of the backoff ceiling, seconds.
+            budget: weight budget every attempt is paced through; ``None`` means no pacing, and a
+                ``Retry-After`` then only delays this session's own request.
+            headers: sent with every request (e.g. an API key: never logged or put in errors).
+            used_weight_header: response header carrying the venue's used weight of the window.
+            max_retry_after: a ``Retry-After`` longer than this (seconds) fails the request at once
+                instead of sleeping (the hold still applies to the whole process).
+
+        Raises:
+            ValueError: `max_attempts` below 1.
+        """
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.venue = venue
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.budget = budget
+        self.used_weight_header = used_weight_header
+        self.max_retry_after = max_retry_after
+        self._meters = threading.local()
+        self._session = requests.Session()
+        if headers:
+            self._session.headers.update(headers)
+        # urllib3 retries only failed connects (no weight spent); reads, statuses and redirects are
+        # ours, and urllib3 never sleeps on Retry-After on top of us.
+        retry = Retry(
+            total=None,
+            connect=CONNECT_RETRIES,
+            read=False,
+            status=False,
+            other=0,
+            redirect=3,
+            backoff_factor=backoff_base,
+            backoff_max=backoff_max,
+            backoff_jitter=backoff_base,
+            respect_retry_after_header=False,
+            raise_on_status=False,
+            allowed_methods=frozenset({"GET"}),
+        )
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        # Headers may carry an API key: never show them.
+        return f"VenueSession(venue={self.venue!r}, base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> VenueSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def metered(self) -> Iterator[RequestMeter]:
+        """Count the requests and weight this thread sends through this session inside the block."""
+        stack: list[RequestMeter] = self._meters.__dict__.setdefault("stack", [])
+        meter = RequestMeter()
+        stack.append(meter)
+        try:
+            yield meter
+        finally:
+            stack.remove(meter)
+
+    def _count(self, weight: int) -> None:
+        for meter in self._meters.__dict__.get("stack", ()):
+            meter.requests += 1
+            meter.weight += weight
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+
+    def get_json(self, path: str, params: Mapping[str, object] | None = None, *, weight: int = 1) -> Any:
+        """GET ``base_url + path`` and return the decoded JSON body.
+
+        Args:
+            path: endpoint path starting with ``/``, e.g. ``/fapi/v1/klines``.
+            params: query parameters.
+            weight: the request's weight in the venue's budget.
+
+        Returns:
+            The decoded JSON payload.
+
+        Raises:
+            UnknownSymbolError: HTTP 400 with Binance code -1121 (not retried).
+            RateLimitError: 429/418 on every attempt, or a ``Retry-After`` above ``max_retry_after``.
+            SourceError: any other 4xx (not retried, the venue's message included), or 5xx, timeouts,
+                connection failures and broken bodies after ``max_attempts`` attempts.
+        """
+        url = self.base_url + path
+        failure: _RetryableFailure | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            if self.budget is not None:
+                held = self.budget.hold_remaining()
+                if held > self.max_retry_after:
+                    raise RateLimitError(
+                        f"venue asked this process to wait {held:.0f} s (more than {self.max_retry_after:.0f})",
+                        venue=self.venue,
+                        endpoint=path,
+                        status=failure.status if failure else None,
+                        retry_after=held,
+                    )
+                self.budget.acquire(weight)
+            sent_at = time.time()
+            self._count(weight)
+            try:
+                return self._attempt(url, path, params, sent_at)
+            except _RetryableFailure as exc:
+                failure = exc
+            if attempt == self.max_attempts:
+                break
+            sleep = self._plan_wait(path, failure, attempt)
+            logger.warning(
+                "%s %s: attempt %d/%d failed (status %s: %s); retrying in %.2f s%s",
+                self.venue,
+                path,
+                attempt,
+                self.max_attempts,
+                failure.status,
+                failure,
+                self.budget.hold_remaining() if self.budget is not None and not sleep else sleep,
+                " (Retry-After, held process-wide)" if failure.status in (418, 429) else "",
+            )
+            if sleep > 0:
+                time.sleep(sleep)
+        assert failure is not None  # the loop only ends here after a failed attempt
+        message = f"gave up after {self.max_attempts} attempts: {failure}"
+        if failure.status in (418, 429):
+            raise RateLimitError(
+                message, venue=self.venue, endpoint=path, status=failure.status, retry_after=failure.wait
+            )
+        raise SourceError(message, venue=self.venue, endpoint=path, status=failure.status)
+
+    def _plan_wait(self, path: str, failure: _RetryableFailure, attempt: int) -> float:
+        """Seconds this thread sleeps before the next attempt (a process-wide hold is set here too)."""
+        if failure.status in (418, 429):
+            wait = failure.wait if failure.wait is not None else self.backoff_max
+            if wait > self.max_retry_after:
+                if self.budget is not None:
+                    self.budget.hold_until(wait, status=failure.status)
+                raise RateLimitError(
+                    f"venue asked to wait {wait:.0f} s (more than {self.max_retry_after:.0f}): {failure}",
+                    venue=self.venue,
+                    endpoint=path,
+                    status=failure.status,
+                    retry_after=wait,
+                )
+            if self.budget is not None:
+                # Every acquire of the process, this session's next one included, waits it out.
+                self.budget.hold_until(wait, status=failure.status)
+                return 0.0
+            return wait
+        if failure.wait is not None:  # 503 with Retry-After: honoured exactly, for this request
+            if failure.wait > self.max_retry_after:
+                raise SourceError(
+                    f"venue asked to wait {failure.wait:.0f} s: {failure}",
+                    venue=self.venue,
+                    endpoint=path,
+                    status=failure.status,
+                )
+            return failure.wait
+        return self._backoff(attempt)
+
+    def _attempt(self, url: str, path: str, params: Mapping[str, object] | None, sent_at: float) -> Any:
+        """One request; returns the payload, raises a final error or a :class:`_RetryableFailure`."""
+        try:
+            response = self._session.get(url, params=params, timeout=self.timeout)  # type: ignore[arg-type]
+        except requests.exceptions.Timeout as exc:
+            raise _RetryableFailure(f"timed out ({type(exc).__name__})", status=None) from exc
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            # ChunkedEncodingError: the body broke off (Content-Length mismatch, reset mid-body).
+            raise _RetryableFailure(f"connection or body failed ({type(exc).__name__})", status=None) from exc
+        status = response.status_code
+        self._observe(response, sent_at)
+        if status in (418, 429):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise _RetryableFailure(_venue_message(response), status=status, wait=retry_after)
+        if status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise _RetryableFailure(_venue_message(response), status=status, wait=retry_after)
+        if status >= 400:
+            message = _venue_message(response)
+            if status == 400 and _binance_code(response) == BINANCE_UNKNOWN_SYMBOL_CODE:
+                symbol = (params or {}).get("symbol")
+                raise UnknownSymbolError(
+                    f"unknown symbol {symbol!r}: {message}", venue=self.venue, endpoint=path, status=status
+                )
+            raise SourceError(message, venue=self.venue, endpoint=path, status=status)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise _RetryableFailure(
+                f"body is not valid JSON ({len(response.content)} bytes)", status=status
+            ) from exc
+
+    def _observe(self, response: requests.Response, sent_at: float) -> None:
+        if self.budget is None or self.used_weight_header is None:
+            return
+        raw = response.headers.get(self.used_weight_header)
+        if raw is None:
+            return
+        try:
+            used = int(raw)
+        except ValueError:
+            logger.warning("%s: ignoring %s=%r (not an integer)", self.venue, self.used_weight_header, raw)
+            return
+        self.budget.observe(used, sent_at=sent_at)
+
+
+def _binance_code(response: requests.Response) -> int | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    code = payload.get("code") if isinstance(payload, dict) else None
+    return code if isinstance(code, int) else None
