@@ -29,7 +29,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QT_UNIVERSE", "l1l2-top", "universe rule: base + Layer-1 + Layer-2 by 24h volume"),
     Setting("QT_UNIVERSE_REFRESH_HOURS", "24", "how often the universe is refreshed"),
     Setting("QT_DATA_LOOKBACK_DAYS", "90", "history kept and backfilled per symbol"),
-    Setting("QT_START_DATE", "2026-01-01", "first day of every daily partition set (UTC)"),
     Setting("QT_BINANCE_FAPI_URL", "https://fapi.binance.com", "Binance USD-M futures REST base"),
     Setting("QT_BINANCE_WEIGHT_PER_MINUTE", "2400", "request weight the client spends per minute"),
     Setting("QT_COINGECKO_API_URL", "https://api.coingecko.com/api/v3", "CoinGecko REST base"),
@@ -51,7 +50,6 @@ class Settings:
     universe: str = "l1l2-top"
     universe_refresh_hours: int = 24
     lookback_days: int = 90
-    start_date: str = "2026-01-01"
     binance_fapi_url: str = "https://fapi.binance.com"
     binance_weight_per_minute: int = 2400
     coingecko_api_url: str = "https://api.coingecko.com/api/v3"
@@ -78,7 +76,6 @@ class Settings:
                 "QT_UNIVERSE_REFRESH_HOURS", get("QT_UNIVERSE_REFRESH_HOURS")
             ),
             lookback_days=_positive_int("QT_DATA_LOOKBACK_DAYS", get("QT_DATA_LOOKBACK_DAYS")),
-            start_date=get("QT_START_DATE") or "2026-01-01",
             binance_fapi_url=_url("QT_BINANCE_FAPI_URL", get("QT_BINANCE_FAPI_URL")),
             binance_weight_per_minute=_positive_int(
                 "QT_BINANCE_WEIGHT_PER_MINUTE", get("QT_BINANCE_WEIGHT_PER_MINUTE")

@@ -7,7 +7,7 @@ Layout under ``<data_dir>/lake`` (DESIGN.md §3)::
     ohlcv_daily/exchange=binance/date=2026-11-23.parquet            # every symbol of a day: for reads
     features/date=2026-11-23.parquet
     labels/date=2026-11-23.parquet
-    feature_catalog/schema=<hash>.parquet
+    feature_catalog/schema=<hash>.parquet   # one per feature schema
 
 Why two ``ohlcv`` layouts: a partition is the unit of work, so it is written on its own and never
 blocks another writer; but a query over 9,000 one-day files costs about a second, against a few
@@ -29,7 +29,7 @@ import fcntl
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +78,7 @@ TABLES: dict[str, TableSpec] = {
     "features": TableSpec("features", "features/date={date}.parquet", ("symbol", "open_time"), None),
     "labels": TableSpec("labels", "labels/date={date}.parquet", ("symbol", "open_time"), schemas.LABELS),
     "feature_catalog": TableSpec(
-        "feature_catalog", "feature_catalog/schema={schema}.parquet", (), schemas.FEATURE_CATALOG
+        "feature_catalog", "feature_catalog/schema={schema_hash}.parquet", (), schemas.FEATURE_CATALOG
     ),
 }
 
@@ -113,10 +113,17 @@ def write_table_atomic(path: Path, table: pa.Table) -> WriteResult:
     return WriteResult(path=path, rows=table.num_rows, bytes=size, sha256=digest)
 
 
-def to_arrow(frame: pd.DataFrame | pa.Table, schema: pa.Schema | None, sort_by: Sequence[str]) -> pa.Table:
+def to_arrow(
+    frame: pd.DataFrame | pa.Table,
+    schema: pa.Schema | None,
+    sort_by: Sequence[str],
+    metadata: Mapping[str, str] | None = None,
+) -> pa.Table:
     """Convert `frame` to an Arrow table with exactly `schema`'s columns, rows sorted by `sort_by`.
 
-    Raises :class:`StoreError` naming the missing columns when `frame` lacks some.
+    `metadata` becomes the file's key-value metadata (e.g. the feature schema hash); pandas'
+    own metadata is dropped so the bytes depend on the data only. Raises :class:`StoreError`
+    naming the missing columns when `frame` lacks some.
     """
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     if schema is not None:
@@ -124,7 +131,7 @@ def to_arrow(frame: pd.DataFrame | pa.Table, schema: pa.Schema | None, sort_by: 
         if missing:
             raise StoreError(f"cannot store a frame without columns {missing}")
         table = table.select(schema.names).cast(schema)
-    table = table.replace_schema_metadata(None)
+    table = table.replace_schema_metadata(dict(metadata) if metadata else None)
     if sort_by and table.num_rows:
         table = table.sort_by([(column, "ascending") for column in sort_by])
     return table
@@ -167,10 +174,27 @@ class Lake:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    def write(self, table: str, frame: pd.DataFrame | pa.Table, **keys: object) -> WriteResult:
-        """Write one partition of `table` atomically (see the module docstring)."""
+    def write(
+        self,
+        table: str,
+        frame: pd.DataFrame | pa.Table,
+        *,
+        schema: pa.Schema | None = None,
+        metadata: Mapping[str, str] | None = None,
+        **keys: object,
+    ) -> WriteResult:
+        """Write one partition of `table` atomically (see the module docstring).
+
+        `schema` is needed only for tables whose columns are not fixed (``features``).
+        """
         spec = _spec(table)
-        return write_table_atomic(self.path(table, **keys), to_arrow(frame, spec.schema, spec.sort_by))
+        arrow = to_arrow(frame, schema or spec.schema, spec.sort_by, metadata)
+        return write_table_atomic(self.path(table, **keys), arrow)
+
+    def file_metadata(self, table: str, **keys: object) -> dict[str, str]:
+        """The key-value metadata stored in one partition's file ({} when it has none)."""
+        raw = pq.read_schema(self.path(table, **keys)).metadata or {}
+        return {k.decode(): v.decode() for k, v in raw.items()}
 
     def compact_ohlcv(self, days: Iterable[dt.date], *, exchange: str = "binance") -> list[WriteResult]:
         """Rebuild the read-optimised day file of each of `days` from that day's partition files.
@@ -273,9 +297,9 @@ def _clean_key(name: str, value: object) -> str:
         if not isinstance(value, str) or not _EXCHANGE.fullmatch(value):
             raise StoreError(f"exchange key {value!r} must be lower-case letters, e.g. 'binance'")
         return value
-    if name == "schema":
+    if name == "schema_hash":
         if not isinstance(value, str) or not _SCHEMA_HASH.fullmatch(value):
-            raise StoreError(f"schema key {value!r} must be a lower-case hex hash")
+            raise StoreError(f"schema_hash key {value!r} must be a lower-case hex hash")
         return value
     raise StoreError(f"unknown partition key {name!r}")
 

@@ -1,0 +1,116 @@
+"""``quant-assets``: the demo, the simulator, backfills and catalog upkeep from a shell.
+
+Dagster is imported only by the commands that run assets, so ``quant-assets simulator`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from quant_assets.settings import Settings
+
+DEMO_QUERY = """SELECT symbol, count(*) AS candles, min(open_time) AS first, max(open_time) AS last,
+       round(avg(close), 4) AS avg_close
+FROM ohlcv GROUP BY symbol ORDER BY candles DESC, symbol"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="quant-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sim = commands.add_parser("simulator", help="serve the exchange simulator on 127.0.0.1")
+    sim.add_argument("--port", type=int, default=8900)
+    sim.add_argument(
+        "--weight-limit", type=int, default=None, help="Binance weight per minute (default: off)"
+    )
+
+    demo = commands.add_parser("demo", help="materialize the whole graph against the simulator")
+    demo.add_argument("--symbols", type=int, default=8, help="universe size (default 8)")
+    demo.add_argument("--days", type=int, default=3, help="days of candles (default 3)")
+
+    backfill = commands.add_parser("backfill", help="collect ohlcv history as ONE run per rectangle")
+    backfill.add_argument("--days", type=int, default=None, help="days back (default QT_DATA_LOOKBACK_DAYS)")
+    backfill.add_argument(
+        "--end", type=dt.date.fromisoformat, default=None, help="last day (default yesterday)"
+    )
+    backfill.add_argument("--symbols", default=None, help="comma-separated; default: every symbol partition")
+
+    catalog = commands.add_parser("catalog", help="compact the ohlcv day files and (re)create the views")
+    catalog.add_argument("--force", action="store_true", help="recreate every view (after moving the data)")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "simulator":
+        return _simulator(args.port, args.weight_limit)
+    if args.command == "demo":
+        return _demo(symbols=args.symbols, days=args.days)
+    if args.command == "backfill":
+        return _backfill(days=args.days, end=args.end, symbols=args.symbols)
+    return _catalog(force=args.force)
+
+
+def _simulator(port: int, weight_limit: int | None) -> int:
+    from quant_assets.simulator import run_server
+
+    print(f"simulator on http://127.0.0.1:{port}  (CoinGecko under /api/v3); Ctrl-C stops it")
+    print(f"  export QT_BINANCE_FAPI_URL=http://127.0.0.1:{port}")
+    print(f"  export QT_COINGECKO_API_URL=http://127.0.0.1:{port}/api/v3")
+    run_server(port=port, weight_limit=weight_limit)
+    return 0
+
+
+def _demo(*, symbols: int, days: int) -> int:
+    from quant_assets.simulator import Simulator
+
+    with Simulator() as sim:
+        os.environ["QT_BINANCE_FAPI_URL"] = sim.url
+        os.environ["QT_COINGECKO_API_URL"] = sim.coingecko_url
+        os.environ["QT_MAX_SYMBOLS"] = str(symbols)
+        os.environ.setdefault("QT_DATA_DIR", "./data")
+        from quant_assets.defs.orchestrate import materialize_window
+
+        started = time.monotonic()
+        report = materialize_window(days=days)
+        elapsed = time.monotonic() - started
+    settings = Settings.from_env()
+    print()
+    print(report.to_string(index=False))
+    print(f"\nmaterialized in {elapsed:.1f} s into {settings.data_dir.resolve()}")
+    print("\nTry the catalog (read-only, safe while runs write):")
+    print(f"  duckdb -readonly {settings.data_dir / 'quant.duckdb'}")
+    print(
+        f"  python -c \"import duckdb; print(duckdb.connect('{settings.data_dir / 'quant.duckdb'}', read_only=True).sql('''{DEMO_QUERY}'''))\""
+    )
+    return 0
+
+
+def _backfill(*, days: int | None, end: dt.date | None, symbols: str | None) -> int:
+    from quant_assets.defs.orchestrate import backfill_ohlcv
+
+    settings = Settings.from_env()
+    chosen = [s.strip() for s in symbols.split(",")] if symbols else None
+    result = backfill_ohlcv(days=days or settings.lookback_days, end=end, symbols=chosen)
+    print(result)
+    return 0 if result.success else 1
+
+
+def _catalog(*, force: bool) -> int:
+    from quant_assets.store.catalog import Catalog
+    from quant_assets.store.lake import Lake
+
+    lake = Lake(Settings.from_env().data_dir)
+    days = {dt.date.fromisoformat(p.stem.removeprefix("date=")) for p in lake.files("ohlcv")}
+    lake.compact_ohlcv(days)
+    created = Catalog(lake).ensure_views(force=force)
+    print(f"compacted {len(days)} days; views (re)created: {created or 'none needed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""What keeps the graph materialized without anyone clicking.
+
+* ``daily_refresh`` (schedule, 00:10 UTC): snapshot yesterday's universe.
+* ``ohlcv_sensor``: after each universe snapshot, requests every missing ``ohlcv`` partition of the
+  lookback window as a few rectangles (symbols x days), each ONE run: a new symbol's 90-day history
+  and the day's refresh of every symbol never cost a run per partition.
+* ``feature_table_sensor``: once ``ohlcv`` has stopped landing for a day, (re)builds that day's features.
+
+All three start RUNNING (``default_status``); the daemon (``dagster dev`` runs one) evaluates them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import dagster as dg
+
+from quant_assets.defs.partitions import (
+    daily_partitions,
+    last_complete_day,
+    ohlcv_key,
+    split_ohlcv_key,
+    symbol_partitions,
+)
+from quant_assets.defs.resources import CollectionConfig, LakeResource
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+coin_universe_job = dg.define_asset_job(
+    "coin_universe_job", selection="coin_universe", partitions_def=daily_partitions
+)
+ohlcv_job = dg.define_asset_job("ohlcv_job", selection="ohlcv")
+feature_table_job = dg.define_asset_job(
+    "feature_table_job", selection="feature_table", partitions_def=daily_partitions
+)
+
+
+@dg.schedule(
+    job=coin_universe_job,
+    cron_schedule="10 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def daily_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Snapshot the universe of the day that just ended; the sensors take it from there."""
+    day = last_complete_day(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=f"coin_universe-{day}", partition_key=day.isoformat())
+
+
+def ohlcv_rectangles(
+    missing: Iterable[tuple[str, dt.date]], symbol_order: Sequence[str]
+) -> list[tuple[dt.date, dt.date, list[str]]]:
+    """Cover the missing (symbol, day) pairs with few (first day, last day, symbols) rectangles.
+
+    Symbols sharing the same span of missing days form one rectangle, split where they are not
+    adjacent in `symbol_order` (a run's symbol range is contiguous in the dynamic partition order).
+    A rectangle may re-fetch a day that already exists inside its span: that is idempotent and far
+    cheaper than one more run.
+    """
+    days_by_symbol: dict[str, list[dt.date]] = defaultdict(list)
+    for symbol, day in missing:
+        days_by_symbol[symbol].append(day)
+    by_span: dict[tuple[dt.date, dt.date], set[str]] = defaultdict(set)
+    for symbol, days in days_by_symbol.items():
+        by_span[(min(days), max(days))].add(symbol)
+    position = {symbol: i for i, symbol in enumerate(symbol_order)}
+    rectangles = []
+    for (first, last), symbols in sorted(by_span.items()):
+        ordered = sorted((s for s in symbols if s in position), key=position.__getitem__)
+        block: list[str] = []
+        for symbol in ordered:
+            if block and position[symbol] != position[block[-1]] + 1:
+                rectangles.append((first, last, block))
+                block = []
+            block.append(symbol)
+        if block:
+            rectangles.append((first, last, block))
+    return rectangles
+
+
+def range_run_request(first: dt.date, last: dt.date, symbols: Sequence[str], *, reason: str) -> dg.RunRequest:
+    """One run of ``ohlcv`` over days [first, last] x the contiguous symbol block `symbols`."""
+    start, end = ohlcv_key(symbols[0], first), ohlcv_key(symbols[-1], last)
+    return dg.RunRequest(
+        run_key=f"ohlcv-{start}-{end}",
+        job_name=ohlcv_job.name,
+        tags={RANGE_START: str(start), RANGE_END: str(end), "quant_assets/reason": reason},
+    )
+
+
+@dg.sensor(
+    job=ohlcv_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def ohlcv_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, collection: CollectionConfig
+) -> dg.SensorResult | dg.SkipReason:
+    """After a universe snapshot: request the lookback window's missing candles of its symbols."""
+    cursor = int(context.cursor or 0)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("coin_universe"), after_storage_id=cursor),
+        limit=100,
+        ascending=True,
+    ).records
+    if not records:
+        return dg.SkipReason("no new coin_universe snapshot")
+    newest = max(records, key=lambda r: r.partition_key or "")
+    snapshot_day = dt.date.fromisoformat(newest.partition_key or "")
+    store = lake.lake()
+    universe = store.read("coin_universe", date=snapshot_day)["symbol"].tolist()
+    last = min(snapshot_day, last_complete_day())
+    first = last - dt.timedelta(days=collection.lookback_days - 1)
+    first = max(first, dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d")))
+    have = {split_ohlcv_key(k) for k in context.instance.get_materialized_partitions(dg.AssetKey("ohlcv"))}
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    missing = [(s, d) for s in universe for d in days if (s, d) not in have]
+    order = context.instance.get_dynamic_partitions(symbol_partitions.name)
+    requests = [
+        range_run_request(a, b, symbols, reason=f"universe {snapshot_day}")
+        for a, b, symbols in ohlcv_rectangles(missing, order)
+    ]
+    context.log.info(f"{len(missing)} missing symbol-days -> {len(requests)} runs")
+    return dg.SensorResult(run_requests=requests, cursor=str(max(r.storage_id for r in records)))
+
+
+@dg.sensor(
+    job=feature_table_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def feature_table_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """Rebuild the features of each day whose candles changed, once no ``ohlcv`` run is in flight."""
+    busy = context.instance.get_runs_count(
+        dg.RunsFilter(
+            job_name=ohlcv_job.name,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+        )
+    )
+    if busy:
+        return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
+    state = json.loads(context.cursor or "{}")
+    after = int(state.get("after", 0))
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ohlcv"), after_storage_id=after),
+        limit=10_000,
+        ascending=True,
+    ).records
+    if not records:
+        return dg.SkipReason("no new ohlcv partitions")
+    days = sorted({split_ohlcv_key(r.partition_key or "")[1] for r in records})
+    newest = max(r.storage_id for r in records)
+    requests = [
+        dg.RunRequest(run_key=f"feature_table-{day}-{newest}", partition_key=day.isoformat()) for day in days
+    ]
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps({"after": newest}))

@@ -1,0 +1,134 @@
+"""Materialize the graph from Python: what ``quant-assets demo`` and ``quant-assets backfill`` run.
+
+Each ``ohlcv`` rectangle (days x contiguous symbols) is ONE run carrying Dagster's partition-range
+tags: the same runs the sensors request and the CLI's ``--partition-range`` launches. Runs go to the
+instance of ``$DAGSTER_HOME`` when it is set (so the web UI shows them), else to an ephemeral one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+
+from quant_assets.defs.automation import RANGE_END, RANGE_START, ohlcv_rectangles
+from quant_assets.defs.partitions import last_complete_day, ohlcv_key, split_ohlcv_key, symbol_partitions
+from quant_assets.defs.resources import build_resources
+from quant_assets.errors import QuantAssetsError
+from quant_assets.store.catalog import Catalog
+from quant_assets.store.lake import Lake
+from quant_assets.symbols import checked_symbol
+
+
+@dataclass
+class BackfillResult:
+    """What a backfill did: runs launched, their ids and outcome."""
+
+    runs: list[str] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+    partitions: int = 0
+
+    @property
+    def success(self) -> bool:
+        return not self.failed_runs
+
+    def __str__(self) -> str:
+        state = "ok" if self.success else f"{len(self.failed_runs)} runs failed: {self.failed_runs}"
+        return f"backfill: {self.partitions} symbol-days in {len(self.runs)} runs, {state}"
+
+
+def default_instance() -> dg.DagsterInstance:
+    """The ``$DAGSTER_HOME`` instance if configured, else an ephemeral one (nothing persists)."""
+    try:
+        return dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError:
+        return dg.DagsterInstance.ephemeral()
+
+
+def _assets() -> list[dg.AssetsDefinition]:
+    from quant_assets.definitions import defs
+
+    return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+
+
+def _asset(name: str) -> dg.AssetsDefinition:
+    return next(a for a in _assets() if a.key == dg.AssetKey(name))
+
+
+def backfill_ohlcv(
+    *,
+    days: int,
+    end: dt.date | None = None,
+    symbols: Sequence[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    only_missing: bool = False,
+) -> BackfillResult:
+    """Collect ``ohlcv`` for `days` days up to `end` (default: yesterday) for `symbols`.
+
+    `symbols` None means every registered ``symbol`` partition; unknown ones are registered first.
+    `only_missing` skips symbol-days already materialized. Raises :class:`QuantAssetsError` when
+    there is nothing to collect.
+    """
+    instance = instance or default_instance()
+    end = end or last_complete_day()
+    if symbols is not None:
+        wanted = [checked_symbol(s) for s in symbols]
+        new = [s for s in wanted if not instance.has_dynamic_partition(symbol_partitions.name, s)]
+        if new:
+            instance.add_dynamic_partitions(symbol_partitions.name, new)
+    else:
+        wanted = list(instance.get_dynamic_partitions(symbol_partitions.name))
+    if not wanted:
+        raise QuantAssetsError("no symbols to backfill: materialize coin_universe first, or pass --symbols")
+    window = [end - dt.timedelta(days=i) for i in range(days)]
+    have = (
+        {split_ohlcv_key(k) for k in instance.get_materialized_partitions(dg.AssetKey("ohlcv"))}
+        if only_missing
+        else set()
+    )
+    missing = [(s, d) for s in wanted for d in window if (s, d) not in have]
+    order = instance.get_dynamic_partitions(symbol_partitions.name)
+    result = BackfillResult(partitions=len(missing))
+    asset = _asset("ohlcv")
+    for first, last, block in ohlcv_rectangles(missing, order):
+        tags = {RANGE_START: str(ohlcv_key(block[0], first)), RANGE_END: str(ohlcv_key(block[-1], last))}
+        outcome = dg.materialize(
+            [asset], instance=instance, resources=build_resources(), tags=tags, raise_on_error=False
+        )
+        result.runs.append(outcome.run_id)
+        if not outcome.success:
+            result.failed_runs.append(outcome.run_id)
+    return result
+
+
+def materialize_window(*, days: int, instance: dg.DagsterInstance | None = None) -> pd.DataFrame:
+    """Universe of yesterday, its candles for `days` days, their features; returns rows per symbol."""
+    instance = instance or default_instance()
+    resources = build_resources()
+    day = last_complete_day()
+    dg.materialize([_asset("coin_universe")], instance=instance, resources=resources, partition_key=str(day))
+    lake = Lake(resources["lake"].data_dir)  # type: ignore[attr-defined]
+    universe = lake.read("coin_universe", date=day)["symbol"].tolist()
+    backfill = backfill_ohlcv(days=days, end=day, symbols=universe, instance=instance, only_missing=True)
+    if not backfill.success:
+        raise QuantAssetsError(f"ohlcv collection failed: {backfill}")
+    feature_asset = next((a for a in _assets() if a.key == dg.AssetKey("feature_table")), None)
+    if feature_asset is not None:
+        for offset in range(days - 1, -1, -1):
+            dg.materialize(
+                [feature_asset],
+                instance=instance,
+                resources=resources,
+                partition_key=str(day - dt.timedelta(days=offset)),
+            )
+    with Catalog(lake).connect() as con:
+        return con.execute(
+            "SELECT u.rank, o.symbol, count(*) AS candles, min(o.open_time) AS first_candle, "
+            "max(o.open_time) AS last_candle, round(last(o.close ORDER BY o.open_time), 6) AS last_close "
+            "FROM ohlcv o LEFT JOIN coin_universe u ON u.symbol = o.symbol AND u.snapshot_date = ? "
+            "GROUP BY u.rank, o.symbol ORDER BY u.rank NULLS LAST, o.symbol",
+            [day],
+        ).df()

@@ -1,0 +1,111 @@
+"""Checks on stored candles: pure functions on frames that report, and never repair.
+
+A gap is a fact of the market (an outage, a listing mid-day): it is reported as a warning with the
+missing minutes, never filled. Everything else here is an error: a candle off the 5-minute grid, a
+duplicate, an inconsistent bar or one outside its day means the data cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FIVE_MINUTES = pd.Timedelta(minutes=5)
+CANDLES_PER_DAY = 288
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The result of one named check on one partition."""
+
+    name: str
+    passed: bool
+    severity: str  # "ERROR" or "WARN": what a failure means
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+OHLCV_CHECKS: dict[str, tuple[str, str]] = {
+    "complete_day": ("WARN", "288 closed candles; missing ones are listed, never filled"),
+    "unique_open_time": ("ERROR", "no open_time appears twice"),
+    "five_minute_grid": ("ERROR", "every open_time is a multiple of 5 minutes"),
+    "ohlc_consistent": ("ERROR", "low <= open, close <= high and low <= high"),
+    "volumes_non_negative": ("ERROR", "volume, quote volume, taker-buy volumes and trades are >= 0"),
+    "inside_day": ("ERROR", "every open_time falls inside the partition's UTC day"),
+}
+
+
+def missing_open_times(frame: pd.DataFrame, day: dt.date) -> list[pd.Timestamp]:
+    """The 5-minute open times of `day` (UTC) that have no candle in `frame`."""
+    expected = pd.date_range(pd.Timestamp(day), periods=CANDLES_PER_DAY, freq=FIVE_MINUTES)
+    present = pd.DatetimeIndex(frame["open_time"]).as_unit("ns")
+    return list(expected.difference(present))
+
+
+def gap_ranges(missing: list[pd.Timestamp]) -> list[str]:
+    """Missing open times folded into ``HH:MM-HH:MM`` ranges (inclusive), for people to read."""
+    ranges: list[str] = []
+    start = previous = None
+    for moment in missing:
+        if previous is not None and moment - previous == FIVE_MINUTES:
+            previous = moment
+            continue
+        if start is not None and previous is not None:
+            ranges.append(_range_text(start, previous))
+        start = previous = moment
+    if start is not None and previous is not None:
+        ranges.append(_range_text(start, previous))
+    return ranges
+
+
+def _range_text(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    return start.strftime("%H:%M") if start == end else f"{start:%H:%M}-{end:%H:%M}"
+
+
+def check_ohlcv_partition(frame: pd.DataFrame, day: dt.date) -> list[CheckOutcome]:
+    """Run every check of :data:`OHLCV_CHECKS` on one (symbol, day) partition's candles."""
+    open_time = pd.DatetimeIndex(frame["open_time"]).as_unit("ns")
+    start = pd.Timestamp(day)
+    results: dict[str, tuple[bool, dict[str, Any]]] = {}
+
+    missing = missing_open_times(frame, day)
+    results["complete_day"] = (
+        not missing,
+        {"candles": len(frame), "missing_candles": len(missing), "gaps": gap_ranges(missing)[:50]},
+    )
+    duplicated = open_time[open_time.duplicated()]
+    results["unique_open_time"] = (
+        duplicated.empty,
+        {"duplicates": len(duplicated), "first": [str(t) for t in duplicated[:5]]},
+    )
+    off_grid = open_time[(open_time - start) % FIVE_MINUTES != pd.Timedelta(0)]
+    results["five_minute_grid"] = (
+        off_grid.empty,
+        {"off_grid": len(off_grid), "first": [str(t) for t in off_grid[:5]]},
+    )
+    o, h, lo, c = (frame[col].to_numpy(dtype=float) for col in ("open", "high", "low", "close"))
+    bad = ~((lo <= o) & (lo <= c) & (o <= h) & (c <= h) & (lo <= h))
+    results["ohlc_consistent"] = (
+        not bad.any(),
+        {"inconsistent": int(bad.sum()), "first": [str(t) for t in open_time[bad][:5]]},
+    )
+    volume_columns = ["volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume", "trades"]
+    negative = {col: int((frame[col].to_numpy() < 0).sum()) for col in volume_columns}
+    nan = {col: int(np.isnan(frame[col].to_numpy(dtype=float)).sum()) for col in volume_columns}
+    results["volumes_non_negative"] = (
+        not any(negative.values()) and not any(nan.values()),
+        {"negative": negative, "nan": nan},
+    )
+    outside = open_time[(open_time < start) | (open_time >= start + pd.Timedelta(days=1))]
+    results["inside_day"] = (
+        outside.empty,
+        {"outside": len(outside), "first": [str(t) for t in outside[:5]]},
+    )
+    return [
+        CheckOutcome(name, passed, OHLCV_CHECKS[name][0], OHLCV_CHECKS[name][1], metadata)
+        for name, (passed, metadata) in results.items()
+    ]
