@@ -1,0 +1,49 @@
+# quant_assets: `make demo` and `make test` are the quick start; both create .venv when it is missing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test lint dev bench simulator clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: this exact version is the CPU wheel; a looser pin pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+$(DAGSTER_HOME):
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: $(STAMP) $(DAGSTER_HOME)
+	$(BIN)/quant-assets demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+# The web UI and the daemon against a local simulator: http://127.0.0.1:3000
+dev: $(STAMP) $(DAGSTER_HOME)
+	@$(BIN)/quant-assets simulator --port 8900 & SIM=$$!; trap "kill $$SIM" EXIT INT TERM; \
+	QT_BINANCE_FAPI_URL=http://127.0.0.1:8900 QT_COINGECKO_API_URL=http://127.0.0.1:8900/api/v3 \
+	QT_MAX_SYMBOLS=$${QT_MAX_SYMBOLS:-10} QT_DATA_LOOKBACK_DAYS=$${QT_DATA_LOOKBACK_DAYS:-7} \
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+simulator: $(STAMP)
+	$(BIN)/quant-assets simulator --port 8900
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/backfill.py
+	$(BIN)/python benchmarks/features.py
+
+clean:
+	rm -rf data .dagster_home .pytest_cache .ruff_cache
