@@ -18,6 +18,7 @@ from quant_assets.defs.automation import RANGE_END, RANGE_START, ohlcv_rectangle
 from quant_assets.defs.partitions import last_complete_day, ohlcv_key, split_ohlcv_key, symbol_partitions
 from quant_assets.defs.resources import build_resources
 from quant_assets.errors import QuantAssetsError
+from quant_assets.settings import Settings
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 from quant_assets.symbols import checked_symbol
@@ -110,7 +111,7 @@ def materialize_window(*, days: int, instance: dg.DagsterInstance | None = None)
     resources = build_resources()
     day = last_complete_day()
     dg.materialize([_asset("coin_universe")], instance=instance, resources=resources, partition_key=str(day))
-    lake = Lake(resources["lake"].data_dir)  # type: ignore[attr-defined]
+    lake = Lake(Settings.from_env().data_dir)
     universe = lake.read("coin_universe", date=day)["symbol"].tolist()
     backfill = backfill_ohlcv(days=days, end=day, symbols=universe, instance=instance, only_missing=True)
     if not backfill.success:

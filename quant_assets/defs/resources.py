@@ -68,30 +68,33 @@ class CollectionConfig(dg.ConfigurableResource):
     )
 
 
-def _value(name: str, env: Mapping[str, str], *, as_int: bool = False) -> object:
-    """``EnvVar(name)`` when the variable is set, else its documented default."""
-    if env.get(name):
-        return dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
-    default = DEFAULTS[name]
-    return int(default) if as_int and default is not None else default
-
-
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The resources of :data:`quant_assets.definitions.defs`, configured from `env` (default os.environ)."""
-    env = os.environ if env is None else env
+    """The resources of :data:`quant_assets.definitions.defs`.
+
+    With `env` None, each variable set in the process environment becomes ``EnvVar(name)`` (resolved
+    when a run starts; the UI shows its name), and each unset one its default. With an explicit
+    `env` mapping (tests, tools), values are taken from it literally.
+    """
+
+    def _value(name: str, *, as_int: bool = False) -> object:
+        if env is None and os.environ.get(name):
+            return dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
+        raw = (env or {}).get(name) or DEFAULTS[name]
+        return int(raw) if as_int and raw is not None else raw
+
     return {
-        "lake": LakeResource(data_dir=_value("QT_DATA_DIR", env)),
+        "lake": LakeResource(data_dir=_value("QT_DATA_DIR")),
         "binance": BinanceResource(
-            base_url=_value("QT_BINANCE_FAPI_URL", env),
-            weight_per_minute=_value("QT_BINANCE_WEIGHT_PER_MINUTE", env, as_int=True),
+            base_url=_value("QT_BINANCE_FAPI_URL"),
+            weight_per_minute=_value("QT_BINANCE_WEIGHT_PER_MINUTE", as_int=True),
         ),
         "coingecko": CoinGeckoResource(
-            base_url=_value("QT_COINGECKO_API_URL", env), api_key=_value("QT_COINGECKO_API_KEY", env)
+            base_url=_value("QT_COINGECKO_API_URL"), api_key=_value("QT_COINGECKO_API_KEY")
         ),
         "collection": CollectionConfig(
-            max_symbols=_value("QT_MAX_SYMBOLS", env, as_int=True),
-            universe=_value("QT_UNIVERSE", env),
-            lookback_days=_value("QT_DATA_LOOKBACK_DAYS", env, as_int=True),
-            universe_refresh_hours=_value("QT_UNIVERSE_REFRESH_HOURS", env, as_int=True),
+            max_symbols=_value("QT_MAX_SYMBOLS", as_int=True),
+            universe=_value("QT_UNIVERSE"),
+            lookback_days=_value("QT_DATA_LOOKBACK_DAYS", as_int=True),
+            universe_refresh_hours=_value("QT_UNIVERSE_REFRESH_HOURS", as_int=True),
         ),
     }
