@@ -187,7 +187,7 @@ def test_a_run_killed_mid_write_leaves_only_whole_files(
     sim: Simulator, cli_env: dict[str, str], tmp_path: Path, yesterday: dt.date
 ) -> None:
     data = tmp_path / "data"
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(cli_env["DAGSTER_HOME"])) as instance:
+    with dg.DagsterInstance.local_temp(cli_env["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions("symbol", ["BTCUSDT", "ETHUSDT"])
     first = yesterday - dt.timedelta(days=29)
     sim.faults.timeout_next("/fapi/v1/klines", seconds=0.3, times=100)  # slow enough to be caught mid-run

@@ -9,8 +9,6 @@
 All three start RUNNING (``default_status``); the daemon (``dagster dev`` runs one) evaluates them.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import json
 from collections import defaultdict
@@ -30,13 +28,9 @@ from quant_assets.defs.resources import CollectionConfig, LakeResource
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
-coin_universe_job = dg.define_asset_job(
-    "coin_universe_job", selection="coin_universe", partitions_def=daily_partitions
-)
+coin_universe_job = dg.define_asset_job("coin_universe_job", selection="coin_universe")
 ohlcv_job = dg.define_asset_job("ohlcv_job", selection="ohlcv")
-feature_table_job = dg.define_asset_job(
-    "feature_table_job", selection="feature_table", partitions_def=daily_partitions
-)
+feature_table_job = dg.define_asset_job("feature_table_job", selection="feature_table")
 
 
 @dg.schedule(

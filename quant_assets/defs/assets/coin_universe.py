@@ -1,7 +1,5 @@
 """``coin_universe``: the day's top coins by 24h volume, mapped to Binance USD-M perpetuals."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """``feature_table``: one day of features for every symbol, from the one feature library."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg

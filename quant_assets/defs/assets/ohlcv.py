@@ -1,7 +1,5 @@
 """``ohlcv``: closed 5-minute candles from Binance USD-M, one Parquet file per symbol and UTC day."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from quant_assets.defs.checks import combine, emit_partition_checks
