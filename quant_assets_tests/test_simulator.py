@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import requests
 
@@ -458,6 +462,20 @@ def test_a_truncated_body_is_shorter_than_its_content_length(sim, http):
     assert get(http, sim, EXCHANGE_INFO).status_code == 200
 
 
+def test_one_shot_faults_stack_failures_first_then_a_truncated_answer(sim, http):
+    sim.faults.fail_next(KLINES, 502)
+    sim.faults.truncate_next(KLINES)
+    params = {"symbol": "BTCUSDT", "interval": "5m", "limit": 50}
+
+    failed = http.get(sim.url + KLINES, params=params, timeout=5)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        http.get(sim.url + KLINES, params=params, timeout=5)
+    whole = http.get(sim.url + KLINES, params=params, timeout=5)
+
+    assert failed.status_code == 502
+    assert len(whole.json()) == 50
+
+
 def test_coingecko_down_answers_every_request_until_cleared(sim, http):
     sim.faults.coingecko_down(502)
 
@@ -640,3 +658,63 @@ def test_a_499_row_page_costs_a_few_milliseconds(sim, http):
     per_request_ms = (time.perf_counter() - began) / 40 * 1000
 
     assert per_request_ms < 40  # client parsing included; typically 2-4 ms on this machine
+
+
+def test_run_server_serves_until_interrupted():
+    repo = Path(__file__).resolve().parents[1]
+    script = "from quant_assets.simulator import run_server; run_server(port=0)"
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=repo, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        base = child.stdout.readline().strip().rsplit("=", 1)[1]
+        pong = requests.get(base + "/fapi/v1/ping", timeout=5)
+        child.send_signal(signal.SIGINT)
+        code = child.wait(timeout=10)
+    finally:
+        child.kill()
+
+    assert pong.status_code == 200
+    assert code == 0
+
+
+# --------------------------------------------------------------------------- market helpers
+def test_reference_candles_match_what_the_server_sends(sim, http):
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    frame = sim.market.candles("ETHUSDT", day, day + timedelta(days=1))
+    rows = klines(http, sim, symbol="ETHUSDT", startTime=ms(day), limit=288)
+
+    assert len(frame) == 288
+    assert frame["open_time"].iloc[0] == pd.Timestamp("2026-11-20 00:00")
+    assert [f"{v:.2f}" for v in frame["close"]] == [r[4] for r in rows]
+    assert frame["trades"].tolist() == [r[8] for r in rows]
+
+
+def test_reference_candles_hold_closed_candles_only(sim):
+    frame = sim.market.candles("BTCUSDT", NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+
+    # Asked from 11:02:30: the first candle opens at 11:05; the 12:00 one is still forming.
+    assert frame["open_time"].iloc[0] == pd.Timestamp("2026-11-23 11:05")
+    assert frame["open_time"].iloc[-1] == pd.Timestamp("2026-11-23 11:55")
+    assert len(frame) == 11
+
+
+def test_a_clock_moved_before_a_listing_shows_it_pending_without_candles():
+    with Simulator(now=NOW) as moved, requests.Session() as session:
+        recent = min(
+            (c for c in moved.market.contracts.values() if c.onboard_ms > NOW_MS - 60 * 86_400_000),
+            key=lambda c: c.onboard_ms,
+        )
+        moved.market.set_now(datetime.fromtimestamp((recent.onboard_ms - 86_400_000) / 1000, tz=UTC))
+        info = {s["symbol"]: s for s in session.get(moved.url + EXCHANGE_INFO, timeout=5).json()["symbols"]}
+        rows = session.get(moved.url + KLINES, params={"symbol": recent.symbol, "interval": "5m"}, timeout=5)
+        tickers = {t["symbol"] for t in session.get(moved.url + TICKER, timeout=5).json()}
+
+    assert info[recent.symbol]["status"] == "PENDING_TRADING"
+    assert rows.json() == []
+    assert recent.symbol not in tickers
+    assert "BTCUSDT" in tickers
+
+
+def test_a_naive_clock_is_read_as_utc():
+    with Simulator(now=NOW.replace(tzinfo=None)) as naive:
+        assert naive.market.now_ms() == NOW_MS

@@ -63,11 +63,11 @@ def binance_error(status: int, code: int, msg: str) -> Reply:
 
 
 def too_many_requests(limit: int | None) -> Reply:
-    """Binance's 429 body."""
+    """Binance's 429 body (`limit` ``None``: quote Binance's default 2400)."""
     return binance_error(
         429,
         -1003,
-        f"Too many requests; current limit of IP(127.0.0.1) is {limit or UNLIMITED_WEIGHT} requests per "
+        f"Too many requests; current limit of IP(127.0.0.1) is {limit or 2400} requests per "
         "minute. Please use the websocket for live updates to avoid polling the API.",
     )
 

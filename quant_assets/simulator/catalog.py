@@ -70,6 +70,7 @@ class SimCoin:
         tracks: CoinGecko id whose price this coin follows (wrapped, bridged, staked tokens).
         peg: price ratio to the tracked coin.
         max_supply: CoinGecko ``max_supply`` (``None``: uncapped).
+        delisted: the Binance contract stopped trading (``exchangeInfo`` status ``SETTLING``).
     """
 
     coingecko_id: str
@@ -88,6 +89,7 @@ class SimCoin:
     tracks: str | None = None
     peg: float = 1.0
     max_supply: float | None = None
+    delisted: bool = False
 
     @property
     def is_layer_1_or_2(self) -> bool:
@@ -329,6 +331,7 @@ def _unlisted(
     tracks: str | None = None,
     peg: float = 1.0,
     binance_symbol: str | None = None,
+    delisted: bool = False,
 ) -> SimCoin:
     stable = STABLECOINS in cats
     return SimCoin(
@@ -346,6 +349,7 @@ def _unlisted(
         beta=0.0 if stable else _beta_for(cg_id),
         tracks=tracks,
         peg=peg,
+        delisted=delisted,
     )
 
 
@@ -365,7 +369,9 @@ def _others() -> list[SimCoin]:
         _listed_extra("bonk", "bonk", "Bonk", (MEME,), "1000BONKUSDT", 0.000012, 150, 1.0),
         _listed_extra("floki", "floki", "FLOKI", (MEME,), "1000FLOKIUSDT", 0.00006, 60, 0.6),
         # Delisted on Binance (status SETTLING), still a Layer-1 on CoinGecko.
-        _unlisted("fantom", "ftm", "Fantom", (LAYER_1,), 0.5, 100, 1.4, binance_symbol="FTMUSDT"),
+        _unlisted(
+            "fantom", "ftm", "Fantom", (LAYER_1,), 0.5, 100, 1.4, binance_symbol="FTMUSDT", delisted=True
+        ),
         # Stablecoins. first-digital-usd is also filed under layer-1 and has a Binance perpetual.
         _unlisted("tether", "usdt", "Tether", (STABLECOINS,), 1.0, 90000, 180),
         _unlisted("usd-coin", "usdc", "USDC", (STABLECOINS,), 1.0, 10000, 75, binance_symbol="USDCUSDT"),

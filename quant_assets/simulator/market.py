@@ -28,8 +28,8 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -87,8 +87,8 @@ OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BASE, TAKER_QUOTE = 
 _N_COLUMNS = 9
 
 _DAILY_STREAM, _RETURNS_STREAM, _FIELDS_STREAM = 0, 1, 2
-_DAY_CACHE_SIZE = 6144  # ~125 MB at most: 288 x 9 float64 per entry
-_RETURNS_CACHE_SIZE = 8192
+_DAY_CACHE_SIZE = 1024  # ~21 MB: 288 x 9 float64 per day; a backfill reads each day about twice
+_RETURNS_CACHE_SIZE = 2048  # BTC days are read by every coin of the same day
 
 
 def _time_of_day_profile(amp_us: float, amp_asia: float) -> np.ndarray:
@@ -210,10 +210,10 @@ def _quarter_deliveries(after_ms: int, count: int) -> list[int]:
     while len(out) < count:
         quarter_month = ((month - 1) // 3 + 1) * 3
         if quarter_month == 12:
-            last_day = datetime(year + 1, 1, 1, tzinfo=UTC) - pd.Timedelta(days=1)
+            last_day = datetime(year + 1, 1, 1, tzinfo=UTC) - timedelta(days=1)
         else:
-            last_day = datetime(year, quarter_month + 1, 1, tzinfo=UTC) - pd.Timedelta(days=1)
-        friday = last_day - pd.Timedelta(days=(last_day.weekday() - 4) % 7)
+            last_day = datetime(year, quarter_month + 1, 1, tzinfo=UTC) - timedelta(days=1)
+        friday = last_day - timedelta(days=(last_day.weekday() - 4) % 7)
         delivery_ms = _to_ms(friday.replace(hour=8))
         if delivery_ms > after_ms:
             out.append(delivery_ms)
@@ -374,7 +374,7 @@ class Market:
                 coin.binance_symbol,
                 coin.price_usd * coin.contract_size,
                 onboard_ms=onboard_ms,
-                delisted=coin.coingecko_id == "fantom",
+                delisted=coin.delisted,
                 sub_type=sub_type,
             )
         # Binance-only contracts: a USDC-margined BTC perpetual and BTC quarterly deliveries trade on
@@ -755,46 +755,12 @@ class Market:
                 break
             frames.append(block)
             cursor = int(block.open_time[-1]) + step
-        columns = {
-            name: np.concatenate([getattr(f, name) for f in frames]) if frames else np.array([])
-            for name in (
-                "open_time",
-                "close_time",
-                "open",
-                "high",
-                "low",
-                "close",
-                "volume",
-                "quote_volume",
-                "trades",
-                "taker_buy_volume",
-                "taker_buy_quote_volume",
-            )
-        }
-        closed = columns["close_time"] < now if frames else np.array([], dtype=bool)
-        frame = pd.DataFrame(
-            {
-                "exchange": "binance",
-                "symbol": symbol,
-                "open_time": pd.to_datetime(columns["open_time"][closed].astype(np.int64), unit="ms"),
-                **{
-                    name: columns[source][closed].astype(np.float64)
-                    for name, source in (
-                        ("open", "open"),
-                        ("high", "high"),
-                        ("low", "low"),
-                        ("close", "close"),
-                        ("volume", "volume"),
-                        ("quote_volume", "quote_volume"),
-                    )
-                },
-                "trades": columns["trades"][closed].astype(np.int64),
-                "taker_buy_volume": columns["taker_buy_volume"][closed].astype(np.float64),
-                "taker_buy_quote_volume": columns["taker_buy_quote_volume"][closed].astype(np.float64),
-            }
-        )
-        frame["open_time"] = frame["open_time"].astype("datetime64[ms]")
-        return frame
+        block = _concat(frames) if frames else _empty_candles()
+        closed = block.close_time < now
+        # Candles fields carry the ohlcv column names (close_time excepted, which ohlcv drops).
+        columns = {f.name: getattr(block, f.name)[closed] for f in fields(Candles) if f.name != "close_time"}
+        open_time = columns.pop("open_time").astype("datetime64[ms]")
+        return pd.DataFrame({"exchange": "binance", "symbol": symbol, "open_time": open_time, **columns})
 
 
 def _gap_bar_ranges(gaps: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -806,6 +772,10 @@ def _gap_bar_ranges(gaps: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         if b > a:
             out.append((a, b))
     return out
+
+
+def _concat(blocks: Sequence[Candles]) -> Candles:
+    return Candles(*(np.concatenate([getattr(b, f.name) for b in blocks]) for f in fields(Candles)))
 
 
 def _empty_candles() -> Candles:

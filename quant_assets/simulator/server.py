@@ -7,8 +7,8 @@ reuses its connection, as with the real venues). Per request, in this order:
 2. Binance ban: a client still inside a ``Retry-After`` it was given, or inside a ban -> 418;
 3. an armed ``faults.fail_next`` -> that status (no weight spent);
 4. Binance request weight: over the window's limit -> 429 with ``Retry-After``;
-5. an armed ``faults.timeout_next`` -> stall, then
-6. the endpoint's answer, cut in half if ``faults.truncate_next`` is armed.
+5. the endpoint's answer: after a stall if ``faults.timeout_next`` is armed, cut in half if
+   ``faults.truncate_next`` is armed (refusals from steps 1-4 leave those armed).
 
 Every Binance response carries ``X-MBX-USED-WEIGHT-1M``: the weight used in the current window,
 this request included.
@@ -390,22 +390,25 @@ class Simulator:
         )
         self.stats._received(path, query, venue, headers)
         if venue == BINANCE:
-            reply, weight = self._binance_reply(path, query)
+            reply, weight, served = self._binance_reply(path, query)
         elif venue == COINGECKO:
-            reply, weight = self._coingecko_reply(path, query), 0
+            (reply, served), weight = self._coingecko_reply(path, query), 0
         else:
-            reply, weight = json_reply(404, {"error": "Not Found", "path": path}), 0
-        stall = self.faults.take_timeout(path)
-        if stall:
-            self._stopping.wait(stall)  # stop() cuts a stall short
-        truncate = self.faults.take_truncation(path)
+            reply, weight, served = json_reply(404, {"error": "Not Found", "path": path}), 0, True
+        truncate = False
+        if served:  # stalls and truncations hit answers of the endpoint, not injected refusals
+            stall = self.faults.take_timeout(path)
+            if stall:
+                self._stopping.wait(stall)  # stop() cuts a stall short
+            truncate = self.faults.take_truncation(path)
         self.stats._sent(reply.status, weight)
         handler.send_reply(reply, truncate=truncate)
 
-    def _binance_reply(self, path: str, query: Mapping[str, str]) -> tuple[Reply, int]:
+    def _binance_reply(self, path: str, query: Mapping[str, str]) -> tuple[Reply, int, bool]:
+        """The reply, the weight it cost, and whether the endpoint itself answered."""
         limiter = self.rate_limiter
         verdict = limiter.check_ban()
-        weight = 0
+        weight, served = 0, False
         if verdict.status == 418:
             reply = banned(int(verdict.ban_until * 1000))
             reply.headers["Retry-After"] = retry_after_text(verdict.retry_after)
@@ -425,17 +428,19 @@ class Simulator:
                     path, query, weight_limit=limiter.limit, window_seconds=limiter.window_seconds
                 )
                 reply = found or json_reply(404, {"code": -1, "msg": f"Unknown path {path}"})
+                served = True
         reply.headers[USED_WEIGHT_HEADER] = str(limiter.used())
-        return reply, weight
+        return reply, weight, served
 
-    def _coingecko_reply(self, path: str, query: Mapping[str, str]) -> Reply:
+    def _coingecko_reply(self, path: str, query: Mapping[str, str]) -> tuple[Reply, bool]:
+        """The reply and whether the endpoint itself answered."""
         down = self.faults.coingecko_status()
         if down is not None:
-            return self._failure_reply(Failure(down, None, None), COINGECKO)
+            return self._failure_reply(Failure(down, None, None), COINGECKO), False
         failure = self.faults.take_failure(path)
         if failure is not None:
-            return self._failure_reply(failure, COINGECKO)
-        return self._coingecko.handle(path, query)
+            return self._failure_reply(failure, COINGECKO), False
+        return self._coingecko.handle(path, query), True
 
     @staticmethod
     def _failure_reply(failure: Failure, venue: str) -> Reply:
@@ -446,7 +451,7 @@ class Simulator:
             reply = html_error(status)
         elif status == 429:
             reply = json_reply(429, RATE_LIMITED_BODY) if venue == COINGECKO else too_many_requests(None)
-        elif status == 418:
+        elif status == 418 and venue == BINANCE:
             reply = banned(int((time.time() + (failure.retry_after or 0)) * 1000))
         elif venue == BINANCE:
             reply = json_reply(
