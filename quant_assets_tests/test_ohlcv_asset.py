@@ -115,7 +115,7 @@ def test_faults_are_survived_and_the_gap_is_kept_and_reported(
     complete = check_evaluations(instance, "ohlcv", "complete_day")
     gap_check = complete[f"{yesterday}|ETHUSDT"]
     assert gap_check.status.value == "FAILED"
-    evaluation = gap_check.event.dagster_event.event_specific_data.evaluation
+    evaluation = gap_check.event.dagster_event.asset_check_evaluation_data
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["gaps"].value == ["10:00-10:20"]
     assert complete[f"{yesterday}|BTCUSDT"].status.value == "SUCCEEDED"
