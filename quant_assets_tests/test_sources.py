@@ -190,6 +190,17 @@ def test_exhausted_retries_raise_an_error_naming_venue_endpoint_and_status(sim: 
     assert sim.stats.requests[KLINES] == 3
 
 
+def test_a_venue_that_refuses_connections_raises_a_source_error_without_status() -> None:
+    with Simulator(now=NOW) as stopped:
+        url = stopped.url  # the port is closed once the simulator stops
+    client = BinanceFuturesClient(url, clock=lambda: NOW_MS, max_attempts=2, **FAST)
+
+    with pytest.raises(SourceError, match=r"^binance /fapi/v1/ping: gave up after 2 attempts") as caught:
+        client.ping()
+
+    assert caught.value.status is None
+
+
 def test_exhausted_429s_raise_a_rate_limit_error(sim: Simulator) -> None:
     client = BinanceFuturesClient(sim.url, clock=lambda: NOW_MS, max_attempts=2, **FAST)
     sim.faults.fail_next(PING, 429, times=2, retry_after=0.1)
@@ -446,6 +457,16 @@ def test_parse_klines_sorts_and_keeps_one_row_per_open_time() -> None:
 
     assert _open_times_ms(candles) == [0, 300_000, 600_000]
     assert candles["close"].tolist() == [1.2, 1.5, 1.5]  # the last row sent for an open time wins
+
+
+def test_integers_sent_as_strings_parse_like_numbers() -> None:
+    as_numbers = [_row(0), _row(300_000)]
+    as_strings = [[str(v) if i in (0, 6, 8) else v for i, v in enumerate(row)] for row in as_numbers]
+
+    pd.testing.assert_frame_equal(
+        parse_klines(as_strings, symbol="ABCUSDT", now_ms=10**12),
+        parse_klines(as_numbers, symbol="ABCUSDT", now_ms=10**12),
+    )
 
 
 @pytest.mark.parametrize(

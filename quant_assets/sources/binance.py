@@ -40,6 +40,7 @@ TICKER_24HR_ALL_WEIGHT = 40  # the all-symbols form (no `symbol` parameter)
 _OPEN_TIME, _OPEN, _HIGH, _LOW, _CLOSE, _VOLUME, _CLOSE_TIME = 0, 1, 2, 3, 4, 5, 6
 _QUOTE_VOLUME, _TRADES, _TAKER_BUY_VOLUME, _TAKER_BUY_QUOTE_VOLUME = 7, 8, 9, 10
 _MIN_KLINE_FIELDS = 11
+_INTEGER_FIELDS = (_OPEN_TIME, _CLOSE_TIME, _TRADES)
 # The decimal fields, in the order of the frame's float columns.
 _DECIMAL_FIELDS = (
     _OPEN,
@@ -79,7 +80,10 @@ def kline_weight(limit: int) -> int:
 def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(f"expected an integer, got {value!r}")
-    return int(value)
+    number = int(value)
+    if not -(2**63) <= number < 2**63:
+        raise ValueError(f"expected a 64-bit integer, got {value!r}")
+    return number
 
 
 def _decimal(value: Any) -> float:
@@ -89,6 +93,54 @@ def _decimal(value: Any) -> float:
     if not math.isfinite(number):
         raise ValueError(f"expected a finite number, got {value!r}")
     return number
+
+
+def _vector_columns(rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(integers, decimals) of well-formed rows in a few numpy calls; None if any row is not."""
+    if not all(isinstance(row, list | tuple) and len(row) >= _MIN_KLINE_FIELDS for row in rows):
+        return None
+    table = np.array([row[:_MIN_KLINE_FIELDS] for row in rows], dtype=object).reshape(
+        len(rows), _MIN_KLINE_FIELDS
+    )
+    integer_cells, decimal_cells = table[:, _INTEGER_FIELDS], table[:, _DECIMAL_FIELDS]
+    integer_types, decimal_types = (
+        set(map(type, integer_cells.ravel())),
+        set(map(type, decimal_cells.ravel())),
+    )
+    if not (integer_types <= {int} and decimal_types <= {str, float, int}):
+        return None
+    try:
+        integers = integer_cells.astype(np.int64)
+        decimals = decimal_cells.astype(np.float64)
+    except (ValueError, OverflowError):
+        return None
+    if not np.isfinite(decimals).all():
+        return None
+    return integers, decimals
+
+
+def _row_by_row_columns(
+    rows: list[list[Any]], *, symbol: str, exchange: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(integers, decimals) checked one row at a time; raises MalformedKlineError at the first bad row."""
+    integers: list[tuple[int, ...]] = []
+    decimals: list[tuple[float, ...]] = []
+    for index, row in enumerate(rows):
+        try:
+            if not isinstance(row, list | tuple) or len(row) < _MIN_KLINE_FIELDS:
+                raise ValueError(f"expected a list of 12 fields, got {type(row).__name__} of {len(row)}")
+            integers.append(tuple(_integer(row[i]) for i in _INTEGER_FIELDS))
+            decimals.append(tuple(_decimal(row[i]) for i in _DECIMAL_FIELDS))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MalformedKlineError(
+                f"{symbol} kline row {index} is malformed ({exc}): {str(row)[:300]}",
+                venue=exchange,
+                endpoint=KLINES_PATH,
+            ) from exc
+    return (
+        np.array(integers, dtype=np.int64).reshape(len(rows), len(_INTEGER_FIELDS)),
+        np.array(decimals, dtype=np.float64).reshape(len(rows), len(_DECIMAL_FIELDS)),
+    )
 
 
 def parse_klines(rows: list[list[Any]], *, symbol: str, now_ms: int, exchange: str = VENUE) -> pd.DataFrame:
@@ -109,43 +161,29 @@ def parse_klines(rows: list[list[Any]], *, symbol: str, now_ms: int, exchange: s
         MalformedKlineError: a row has fewer than 11 fields or a field is not a number; the error
             names the row's index and shows the row.
     """
-    open_times: list[int] = []
-    values: list[tuple[float, ...]] = []
-    trades: list[int] = []
-    for index, row in enumerate(rows):
-        try:
-            if not isinstance(row, list | tuple) or len(row) < _MIN_KLINE_FIELDS:
-                raise ValueError(f"expected a list of 12 fields, got {type(row).__name__} of {len(row)}")
-            open_time, close_time = _integer(row[_OPEN_TIME]), _integer(row[_CLOSE_TIME])
-            numbers = tuple(_decimal(row[i]) for i in _DECIMAL_FIELDS)
-            count = _integer(row[_TRADES])
-        except (TypeError, ValueError) as exc:
-            raise MalformedKlineError(
-                f"{symbol} kline row {index} is malformed ({exc}): {str(row)[:300]}",
-                venue=exchange,
-                endpoint=KLINES_PATH,
-            ) from exc
-        # The last row may still be forming: keep a candle only once its close time has passed, so
-        # an early request never stores an open candle and a late one never drops a closed one.
-        if close_time < now_ms:
-            open_times.append(open_time)
-            values.append(numbers)
-            trades.append(count)
-    columns = np.array(values, dtype=np.float64).reshape(len(values), 8)
+    columns = _vector_columns(rows)
+    if columns is None:  # a payload of another shape: find and name the first bad row
+        columns = _row_by_row_columns(rows, symbol=symbol, exchange=exchange)
+    integers, decimals = columns
+    # The last row may still be forming: keep a candle only once its close time has passed, so an
+    # early request never stores an open candle and a late one never drops a closed one.
+    closed = integers[:, 1] < now_ms
+    integers, decimals = integers[closed], decimals[closed]
+    n = len(integers)
     frame = pd.DataFrame(
         {
-            "exchange": pd.Series([exchange] * len(open_times), dtype="str"),
-            "symbol": pd.Series([symbol] * len(open_times), dtype="str"),
-            "open_time": pd.Series(np.array(open_times, dtype="datetime64[ms]")),
-            "open": columns[:, 0],
-            "high": columns[:, 1],
-            "low": columns[:, 2],
-            "close": columns[:, 3],
-            "volume": columns[:, 4],
-            "quote_volume": columns[:, 5],
-            "trades": pd.Series(np.array(trades, dtype=np.int64)),
-            "taker_buy_volume": columns[:, 6],
-            "taker_buy_quote_volume": columns[:, 7],
+            "exchange": pd.Series([exchange] * n, dtype="str"),
+            "symbol": pd.Series([symbol] * n, dtype="str"),
+            "open_time": integers[:, 0].astype("datetime64[ms]"),
+            "open": decimals[:, 0],
+            "high": decimals[:, 1],
+            "low": decimals[:, 2],
+            "close": decimals[:, 3],
+            "volume": decimals[:, 4],
+            "quote_volume": decimals[:, 5],
+            "trades": integers[:, 2],
+            "taker_buy_volume": decimals[:, 6],
+            "taker_buy_quote_volume": decimals[:, 7],
         },
         columns=list(OHLCV_COLUMNS),
     )
