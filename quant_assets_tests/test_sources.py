@@ -203,12 +203,14 @@ def test_a_venue_that_refuses_connections_raises_a_source_error_without_status()
 
 def test_exhausted_429s_raise_a_rate_limit_error(sim: Simulator) -> None:
     client = BinanceFuturesClient(sim.url, clock=lambda: NOW_MS, max_attempts=2, **FAST)
-    sim.faults.fail_next(PING, 429, times=2, retry_after=0.1)
+    sim.faults.fail_next(PING, 429, times=2, retry_after=0.5)
 
     with pytest.raises(RateLimitError) as caught:
         client.ping()
 
-    assert (caught.value.status, caught.value.retry_after) == (429, 0.1)
+    assert (caught.value.status, caught.value.retry_after) == (429, 0.5)
+    assert client.budget.hold_remaining() > 0.4  # the last 429 still holds the rest of the process
+    client.server_time_ms()
     assert sim.stats.banned_requests == 0
 
 

@@ -465,9 +465,16 @@ class VenueSession:
                 return self._attempt(url, path, params, sent_at)
             except _RetryableFailure as exc:
                 failure = exc
+            rate_limited = failure.status in (418, 429)
+            if rate_limited:
+                # Set the hold even when this was the last attempt: other requests of the process
+                # must not walk into a ban.
+                self._hold(path, failure)
             if attempt == self.max_attempts:
                 break
-            sleep = self._plan_wait(path, failure, attempt)
+            sleep = (
+                0.0 if rate_limited and self.budget is not None else self._plan_wait(path, failure, attempt)
+            )
             logger.warning(
                 "%s %s: attempt %d/%d failed (status %s: %s); retrying in %.2f s%s",
                 self.venue,
@@ -489,25 +496,29 @@ class VenueSession:
             )
         raise SourceError(message, venue=self.venue, endpoint=path, status=failure.status)
 
+    def _retry_after(self, failure: _RetryableFailure) -> float:
+        # Binance always sends Retry-After with 429/418; without one, wait the longest backoff.
+        return failure.wait if failure.wait is not None else self.backoff_max
+
+    def _hold(self, path: str, failure: _RetryableFailure) -> None:
+        """After a 429/418: hold the whole process through the budget; refuse a wait that is too long."""
+        wait = self._retry_after(failure)
+        if self.budget is not None:
+            # Every acquire of the process, this session's next one included, waits it out.
+            self.budget.hold_until(wait, status=failure.status)
+        if wait > self.max_retry_after:
+            raise RateLimitError(
+                f"venue asked to wait {wait:.0f} s (more than {self.max_retry_after:.0f}): {failure}",
+                venue=self.venue,
+                endpoint=path,
+                status=failure.status,
+                retry_after=wait,
+            )
+
     def _plan_wait(self, path: str, failure: _RetryableFailure, attempt: int) -> float:
-        """Seconds this thread sleeps before the next attempt (a process-wide hold is set here too)."""
-        if failure.status in (418, 429):
-            wait = failure.wait if failure.wait is not None else self.backoff_max
-            if wait > self.max_retry_after:
-                if self.budget is not None:
-                    self.budget.hold_until(wait, status=failure.status)
-                raise RateLimitError(
-                    f"venue asked to wait {wait:.0f} s (more than {self.max_retry_after:.0f}): {failure}",
-                    venue=self.venue,
-                    endpoint=path,
-                    status=failure.status,
-                    retry_after=wait,
-                )
-            if self.budget is not None:
-                # Every acquire of the process, this session's next one included, waits it out.
-                self.budget.hold_until(wait, status=failure.status)
-                return 0.0
-            return wait
+        """Seconds this thread sleeps before its next attempt (holds are waited in ``acquire``)."""
+        if failure.status in (418, 429):  # no budget to hold: this request alone waits
+            return self._retry_after(failure)
         if failure.wait is not None:  # 503 with Retry-After: honoured exactly, for this request
             if failure.wait > self.max_retry_after:
                 raise SourceError(
