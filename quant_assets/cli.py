@@ -11,13 +11,15 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from quant_assets.settings import Settings
 
-DEMO_QUERY = """SELECT symbol, count(*) AS candles, min(open_time) AS first, max(open_time) AS last,
-       round(avg(close), 4) AS avg_close
-FROM ohlcv GROUP BY symbol ORDER BY candles DESC, symbol"""
+DEMO_QUERY = (
+    "SELECT symbol, count(*) AS candles, round(stddev(ln(close)), 4) AS log_price_sd "
+    "FROM ohlcv GROUP BY symbol ORDER BY candles DESC"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     catalog.add_argument("--force", action="store_true", help="recreate every view (after moving the data)")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("quant_assets").setLevel(logging.INFO)
     if args.command == "simulator":
         return _simulator(args.port, args.weight_limit)
     if args.command == "demo":
@@ -76,16 +80,16 @@ def _demo(*, symbols: int, days: int) -> int:
         from quant_assets.defs.orchestrate import materialize_window
 
         started = time.monotonic()
-        report = materialize_window(days=days)
+        per_symbol, tables = materialize_window(days=days)
         elapsed = time.monotonic() - started
-    settings = Settings.from_env()
+    catalog = Settings.from_env().data_dir / "quant.duckdb"
+    print(f"\nmaterialized coin_universe, ohlcv and feature_table in {elapsed:.1f} s\n")
+    print(per_symbol.to_string(index=False))
     print()
-    print(report.to_string(index=False))
-    print(f"\nmaterialized in {elapsed:.1f} s into {settings.data_dir.resolve()}")
-    print("\nTry the catalog (read-only, safe while runs write):")
-    print(f"  duckdb -readonly {settings.data_dir / 'quant.duckdb'}")
+    print(tables.to_string(index=False))
+    print(f"\nQuery the catalog {catalog} (read-only, safe while runs write), e.g.:")
     print(
-        f"  python -c \"import duckdb; print(duckdb.connect('{settings.data_dir / 'quant.duckdb'}', read_only=True).sql('''{DEMO_QUERY}'''))\""
+        f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{catalog}', read_only=True).sql('{DEMO_QUERY}').show()\""
     )
     return 0
 

@@ -41,6 +41,10 @@ class BackfillResult:
         return f"backfill: {self.partitions} symbol-days in {len(self.runs)} runs, {state}"
 
 
+# Runs started from a terminal log at INFO: progress lines and warnings, not every engine event.
+TERMINAL_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def default_instance() -> dg.DagsterInstance:
     """The ``$DAGSTER_HOME`` instance if configured, else an ephemeral one (nothing persists)."""
     try:
@@ -97,7 +101,12 @@ def backfill_ohlcv(
     for first, last, block in ohlcv_rectangles(missing, order):
         tags = {RANGE_START: str(ohlcv_key(block[0], first)), RANGE_END: str(ohlcv_key(block[-1], last))}
         outcome = dg.materialize(
-            [asset], instance=instance, resources=build_resources(), tags=tags, raise_on_error=False
+            [asset],
+            instance=instance,
+            resources=build_resources(),
+            tags=tags,
+            run_config=TERMINAL_RUN_CONFIG,
+            raise_on_error=False,
         )
         result.runs.append(outcome.run_id)
         if not outcome.success:
@@ -105,12 +114,23 @@ def backfill_ohlcv(
     return result
 
 
-def materialize_window(*, days: int, instance: dg.DagsterInstance | None = None) -> pd.DataFrame:
-    """Universe of yesterday, its candles for `days` days, their features; returns rows per symbol."""
+def materialize_window(
+    *, days: int, instance: dg.DagsterInstance | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Universe of yesterday, its candles for `days` days, their features.
+
+    Returns (rows per symbol, rows per catalog view).
+    """
     instance = instance or default_instance()
     resources = build_resources()
     day = last_complete_day()
-    dg.materialize([_asset("coin_universe")], instance=instance, resources=resources, partition_key=str(day))
+    dg.materialize(
+        [_asset("coin_universe")],
+        instance=instance,
+        resources=resources,
+        partition_key=str(day),
+        run_config=TERMINAL_RUN_CONFIG,
+    )
     lake = Lake(Settings.from_env().data_dir)
     universe = lake.read("coin_universe", date=day)["symbol"].tolist()
     backfill = backfill_ohlcv(days=days, end=day, symbols=universe, instance=instance, only_missing=True)
@@ -124,12 +144,22 @@ def materialize_window(*, days: int, instance: dg.DagsterInstance | None = None)
                 instance=instance,
                 resources=resources,
                 partition_key=str(day - dt.timedelta(days=offset)),
+                run_config=TERMINAL_RUN_CONFIG,
             )
     with Catalog(lake).connect() as con:
-        return con.execute(
+        per_symbol = con.execute(
             "SELECT u.rank, o.symbol, count(*) AS candles, min(o.open_time) AS first_candle, "
-            "max(o.open_time) AS last_candle, round(last(o.close ORDER BY o.open_time), 6) AS last_close "
+            "max(o.open_time) AS last_candle, round(last(o.close ORDER BY o.open_time), 6) AS last_close, "
+            "(SELECT count(*) FROM features f WHERE f.symbol = o.symbol) AS feature_rows "
             "FROM ohlcv o LEFT JOIN coin_universe u ON u.symbol = o.symbol AND u.snapshot_date = ? "
             "GROUP BY u.rank, o.symbol ORDER BY u.rank NULLS LAST, o.symbol",
             [day],
         ).df()
+        tables = con.execute(
+            "SELECT 'coin_universe' AS view, count(*) AS rows FROM coin_universe "
+            "UNION ALL SELECT 'ohlcv', count(*) FROM ohlcv "
+            "UNION ALL SELECT 'features', count(*) FROM features "
+            "UNION ALL SELECT 'feature_catalog', count(*) FROM feature_catalog "
+            "UNION ALL SELECT 'labels', count(*) FROM labels"
+        ).df()
+    return per_symbol, tables

@@ -257,7 +257,7 @@ class Lake:
             params.append(clean_symbols)
         query += " ORDER BY symbol, open_time"
         with duckdb.connect() as con:
-            return con.execute(query, params).to_arrow_table().cast(schemas.OHLCV).to_pandas()
+            return con.sql(query, params=params).to_arrow_table().cast(schemas.OHLCV).to_pandas()
 
     # -- internals ----------------------------------------------------------------------------------
 
