@@ -6,6 +6,7 @@ errors, the closed-candle rule, pagination, gaps and listings; plus parsing of r
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import threading
@@ -13,7 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from quant_assets.sources.binance import (
     parse_klines,
 )
 from quant_assets.sources.coingecko import CoinGeckoClient, api_key_header
+from quant_assets.sources.http import VenueSession, WeightBudget
 from quant_assets.sources.payloads import parse_coins_markets
 from quant_assets.store.schemas import OHLCV_COLUMNS
 
@@ -586,3 +588,48 @@ def test_a_coingecko_429_retry_after_is_honoured(sim: Simulator) -> None:
     assert time.monotonic() - started >= 0.5
     assert len(coins) == 3
     assert sim.stats.requests[CG_MARKETS] == 2
+
+
+class _BrokenRateLimitHandler(http.server.BaseHTTPRequestHandler):
+    """Answers the first request with a 429 whose body breaks off, then serves JSON."""
+
+    calls: ClassVar[list[float]] = []
+
+    def do_GET(self) -> None:
+        self.calls.append(time.monotonic())
+        if len(self.calls) == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "200")  # promises more than it sends
+            self.end_headers()
+            self.wfile.write(b'{"code": -1003, "msg": "Too many')
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_429_whose_body_breaks_off_still_honours_its_retry_after() -> None:
+    _BrokenRateLimitHandler.calls = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BrokenRateLimitHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        budget = WeightBudget(None)
+        session = VenueSession("binance", base, budget=budget, backoff_base=0.01, max_attempts=3)
+        assert session.get_json("/fapi/v1/ping") == {}
+    finally:
+        server.shutdown()
+    first, second = _BrokenRateLimitHandler.calls
+    assert second - first >= 1.0  # the Retry-After of the broken 429, not a 10 ms backoff
+    assert budget.stats.rate_limited == 1

@@ -533,18 +533,37 @@ class VenueSession:
     def _attempt(self, url: str, path: str, params: Mapping[str, object] | None, sent_at: float) -> Any:
         """One request; returns the payload, raises a final error or a :class:`_RetryableFailure`."""
         try:
-            response = self._session.get(url, params=params, timeout=self.timeout)  # type: ignore[arg-type]
+            # stream=True: status and headers first, the body after. A 429/418 whose body breaks off
+            # still carries its Retry-After, and retrying early would earn a ban.
+            response = self._session.get(url, params=params, timeout=self.timeout, stream=True)  # type: ignore[arg-type]
         except requests.exceptions.Timeout as exc:
             raise _RetryableFailure(f"timed out ({type(exc).__name__})", status=None) from exc
-        except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ) as exc:
-            # ChunkedEncodingError: the body broke off (Content-Length mismatch, reset mid-body).
-            raise _RetryableFailure(f"connection or body failed ({type(exc).__name__})", status=None) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise _RetryableFailure(f"connection failed ({type(exc).__name__})", status=None) from exc
+        with response:
+            self._observe(response, sent_at)
+            try:
+                response.content  # noqa: B018 - reads the whole body now
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+                requests.exceptions.Timeout,
+            ) as exc:
+                # The body broke off (Content-Length mismatch, reset or stall mid-body).
+                status = response.status_code
+                raise _RetryableFailure(
+                    f"body failed ({type(exc).__name__})",
+                    status=status if status in (418, 429) or status >= 500 else None,
+                    wait=parse_retry_after(response.headers.get("Retry-After"))
+                    if status in (418, 429)
+                    else None,
+                ) from exc
+        return self._interpret(response, path, params)
+
+    def _interpret(self, response: requests.Response, path: str, params: Mapping[str, object] | None) -> Any:
+        """Turn a response whose body has been read into a payload or an error."""
         status = response.status_code
-        self._observe(response, sent_at)
         if status in (418, 429):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise _RetryableFailure(_venue_message(response), status=status, wait=retry_after)
