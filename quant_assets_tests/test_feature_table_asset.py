@@ -1,0 +1,101 @@
+"""``feature_table`` materialized for a day from candles the ohlcv asset stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from quant_assets.defs.assets.feature_table import feature_table
+from quant_assets.defs.assets.ohlcv import ohlcv
+from quant_assets.feature_store import SCHEMA_HASH_KEY
+from quant_assets.features import feature_schema, latest_features
+from quant_assets.simulator import Simulator
+from quant_assets.store.lake import Lake
+from quant_assets_tests.dagster_helpers import materialize_range, query, resources_for
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+
+
+@pytest.fixture
+def built(sim: Simulator, tmp_path: Path, yesterday: dt.date) -> tuple[dg.DagsterInstance, dict]:
+    gap_start = dt.datetime.combine(yesterday, dt.time(6, 0), dt.UTC)
+    sim.faults.gap("SOLUSDT", gap_start, gap_start + dt.timedelta(minutes=30))
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(sim, tmp_path)
+    assert materialize_range(
+        ohlcv, instance, resources, SYMBOLS, yesterday - dt.timedelta(days=2), yesterday
+    ).success
+    result = dg.materialize(
+        [feature_table], instance=instance, resources=resources, partition_key=str(yesterday)
+    )
+    assert result.success
+    return instance, resources
+
+
+def test_features_of_every_symbol_for_the_day_with_passing_checks(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
+) -> None:
+    instance, _ = built
+    schema = feature_schema()
+    rows = query(tmp_path, "SELECT symbol, count(*) FROM features GROUP BY symbol ORDER BY symbol")
+    assert rows == [("BTCUSDT", 288), ("ETHUSDT", 288), ("SOLUSDT", 282), ("XRPUSDT", 288)]
+    columns = [r[0] for r in query(tmp_path, "SELECT column_name FROM (DESCRIBE features)")]
+    assert columns == ["symbol", "open_time", *schema.names]
+    assert len(schema.names) >= 60
+    for check in ("no_nan_after_warmup", "no_infinities", "schema_hash_matches"):
+        record = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("feature_table"), check), limit=1
+        )[0]
+        assert record.status.value == "SUCCEEDED", check
+    path = Lake(tmp_path).path("features", date=yesterday)
+    assert pq.read_schema(path).metadata[SCHEMA_HASH_KEY.encode()].decode() == schema.hash
+    assert query(tmp_path, "SELECT count(*) FROM feature_catalog") == [(len(schema.names),)]
+
+
+def test_the_gap_is_visible_and_still_gets_features(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
+) -> None:
+    after_gap = dt.datetime.combine(yesterday, dt.time(6, 30))
+    gap_column = next(n for n in feature_schema().names if "since" in n or "gap" in n)
+    rows = query(
+        tmp_path,
+        f'SELECT "{gap_column}" FROM features WHERE symbol = ? AND open_time = ?',
+        ["SOLUSDT", after_gap],
+    )
+    assert rows == [(7.0,)]  # 35 minutes since the previous candle: seven 5-minute bars
+
+
+def test_labels_live_apart_and_are_null_only_where_the_future_is_unknown(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path
+) -> None:
+    rows = query(
+        tmp_path,
+        "SELECT count(*), count(fwd_ret_1), count(fwd_ret_12), count(fwd_ret_48) FROM labels WHERE symbol = 'BTCUSDT'",
+    )
+    assert rows == [(288, 287, 276, 240)]  # yesterday is the last stored day
+    feature_columns = {r[0] for r in query(tmp_path, "SELECT column_name FROM (DESCRIBE features)")}
+    assert not {c for c in feature_columns if c.startswith("fwd_")}
+
+
+def test_live_inference_equals_the_stored_training_row(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
+) -> None:
+    as_of = dt.datetime.combine(yesterday + dt.timedelta(days=1), dt.time(), dt.UTC)
+    live = latest_features(SYMBOLS, as_of, lake=Lake(tmp_path)).set_index("symbol")
+    stored = pd.read_parquet(Lake(tmp_path).path("features", date=yesterday))
+    last = stored.sort_values("open_time").groupby("symbol").tail(1).set_index("symbol")
+    names = feature_schema().names
+    assert live.attrs["feature_schema_hash"] == feature_schema().hash
+    for symbol in SYMBOLS:
+        np.testing.assert_allclose(
+            live.loc[symbol, names].to_numpy(dtype=float),
+            last.loc[symbol, names].to_numpy(dtype=float),
+            rtol=1e-9,
+            equal_nan=True,
+        )
