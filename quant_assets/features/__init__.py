@@ -1,0 +1,34 @@
+"""The one feature library: training, the ``feature_table`` asset and live inference all call it.
+
+Imports no Dagster. Public API:
+
+* :func:`compute_features` candles -> one row of every registered feature per candle;
+* :func:`feature_schema` names, hash and warm-up of the registry; :func:`check_schema` refuses a
+  model built on another schema; :func:`feature_catalog` the ``feature_catalog`` view's rows;
+* :func:`compute_labels` forward returns (never inputs);
+* :func:`latest_features` the live-inference entry point: the features at the last closed candle.
+"""
+
+from quant_assets.features.compute import compute_features
+from quant_assets.features.inference import latest_features
+from quant_assets.features.labels import compute_labels
+from quant_assets.features.registry import (
+    FEATURES,
+    Feature,
+    FeatureSchema,
+    check_schema,
+    feature_catalog,
+    feature_schema,
+)
+
+__all__ = [
+    "FEATURES",
+    "Feature",
+    "FeatureSchema",
+    "check_schema",
+    "compute_features",
+    "compute_labels",
+    "feature_catalog",
+    "feature_schema",
+    "latest_features",
+]
