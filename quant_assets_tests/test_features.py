@@ -415,6 +415,20 @@ def test_a_symbol_with_gaps_still_gets_every_feature_after_its_lookback() -> Non
     assert defined.min() > 0.85, defined[defined <= 0.85].to_dict()
 
 
+@pytest.mark.parametrize("source", ["synthetic", "real"])
+def test_after_its_lookback_a_feature_is_nan_only_when_it_says_so(source: str) -> None:
+    # Synthetic: gaps, bars without volume and a 60-bar stretch where nothing trades or moves.
+    data = random_candles(["BTCUSDT", "ETHUSDT", "SOLUSDT"], 2000, seed=21) if source == "synthetic" else None
+    data = real_spot_candles() if data is None else data
+
+    result = compute_features(data)
+
+    position = result.groupby("symbol").cumcount().to_numpy()
+    for f in FEATURES:
+        nan_after_lookback = result[f.name].isna().to_numpy() & (position >= f.lookback)
+        assert f.nan_when or not nan_after_lookback.any(), (f.name, int(nan_after_lookback.sum()))
+
+
 def test_features_are_scale_free(candles: pd.DataFrame, features: pd.DataFrame) -> None:
     # The same market quoted in a currency worth 1/1024: prices and quote volumes x 1024. (A power
     # of two scales every price exactly, so equal prices of tick data stay equal and break ties as

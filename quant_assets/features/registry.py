@@ -58,6 +58,8 @@ class Feature:
             (0 for finite windows).
         scope: ``symbol`` (the symbol's own bars, plus BTCUSDT's) or ``cross_section`` (all symbols
             at the same open time; computed after every ``symbol`` feature, which it may read).
+        nan_when: when the value is NaN even after the lookback, on valid candles (no volume, no
+            BTCUSDT...); empty when it is then always a number. Documentation, not hashed.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Feature:
     description: str
     settle: int = 0
     scope: Scope = "symbol"
+    nan_when: str = ""
 
     @property
     def warmup_bars(self) -> int:
@@ -120,6 +123,7 @@ def _volatility() -> list[Feature]:
             288,
             partial(volatility.vol_ratio, short=12, long=288),
             "rvol_12 / rvol_288: recent versus daily volatility; ratio",
+            nan_when="the close did not move in 288 bars",
         )
     )
     return features
@@ -142,7 +146,14 @@ def _kbar() -> list[Feature]:
         ("vwap0", kbar.vwap_to_close, "(quote_volume / volume) / close; NaN without volume"),
     ]
     return [
-        Feature(name, "kbar", 0, fn, f"Alpha158 {name.upper()}: {text}; price ratio, unitless")
+        Feature(
+            name,
+            "kbar",
+            0,
+            fn,
+            f"Alpha158 {name.upper()}: {text}; price ratio, unitless",
+            nan_when="the bar has no volume" if name == "vwap0" else "",
+        )
         for name, fn, text in shapes
     ]
 
@@ -208,6 +219,7 @@ def _rolling() -> list[Feature]:
             48,
             partial(rolling.return_volume_corr, window=48),
             "correlation of 1-bar log returns and log volume changes over 48 bars (Alpha158 CORD); -1..1",
+            nan_when="returns or volumes are constant over the 48 bars",
         )
     )
     for name, fn, text in [
@@ -324,13 +336,15 @@ def _volume() -> list[Feature]:
             287,
             partial(volume.volume_ratio, short=12, long=288),
             "mean volume of 12 bars / mean volume of 288 bars; ratio",
+            nan_when="nothing traded in 288 bars",
         ),
         Feature(
             "taker_buy_ratio",
             "volume",
             0,
             volume.taker_buy_ratio,
-            "taker-buy volume / volume of the bar; 0..1, NaN without volume",
+            "taker-buy volume / volume of the bar; 0..1",
+            nan_when="the bar has no volume",
         ),
         Feature(
             "taker_buy_ratio_12",
@@ -338,6 +352,7 @@ def _volume() -> list[Feature]:
             11,
             partial(volume.taker_buy_ratio_sum, window=12),
             "taker-buy volume / volume over 12 bars; 0..1",
+            nan_when="nothing traded in 12 bars",
         ),
     ]
 
@@ -394,22 +409,27 @@ def _cross_section() -> list[Feature]:
             "cross_section",
             288,
             partial(xs.beta_to_reference, window=288),
-            "OLS beta of 5-min log returns on BTCUSDT's over the last 288 slots (24 h); NaN without BTCUSDT",
+            "OLS beta of 5-min log returns on BTCUSDT's over the last 288 five-minute slots (24 h)",
+            nan_when="BTCUSDT is not in the input, fewer than 144 of the slots have both candles, or "
+            "BTCUSDT did not move",
         ),
         Feature(
             "corr_btc_288",
             "cross_section",
             288,
             partial(xs.corr_to_reference, window=288),
-            "correlation of 5-min log returns with BTCUSDT's over the last 288 slots (24 h); -1..1, "
-            "NaN without BTCUSDT",
+            "correlation of 5-min log returns with BTCUSDT's over the last 288 five-minute slots; -1..1",
+            nan_when="BTCUSDT is not in the input, fewer than 144 of the slots have both candles, or "
+            "either symbol did not move",
         ),
         Feature(
             "ret_rel_btc_12",
             "cross_section",
             12,
             partial(xs.return_vs_reference, slots=12),
-            "1-hour log return minus BTCUSDT's over the same hour; NaN without BTCUSDT or either candle",
+            "1-hour log return minus BTCUSDT's over the same hour; unitless",
+            nan_when="BTCUSDT is not in the input, or either symbol has no candle at open_time or an "
+            "hour before (12 bars after a gap)",
         ),
     ]
 
