@@ -184,6 +184,12 @@ class Candles:
             return self.log_close - lag(self.log_close, slots)
         return self.log_close - self.log_close_at(self.open_time_ms - slots * FIVE_MINUTES_MS)
 
+    def five_minute_return(self) -> np.ndarray:
+        """This symbol's :func:`five_minute_return` (its 1-bar return where no candle is missing)."""
+        if self.gapless:
+            return self.ret_1
+        return self.memo("five_minute_return", lambda: five_minute_return(self.open_time_ms, self.log_close))
+
     def reference_five_minute_return(self) -> np.ndarray:
         """BTCUSDT's :func:`five_minute_return` at these bars' open times; all NaN without BTCUSDT."""
         if self.reference is None:
@@ -204,8 +210,9 @@ class CrossSection:
     """Every row of one computation, in the caller's row order, for features computed across symbols.
 
     A *grid* lays one value per row out as (open time, symbol): row = the open time's index among
-    the distinct open times, column = the symbol's index among the distinct symbols (sorted); NaN
-    where a symbol has no candle at that time.
+    the distinct open times, column = the symbol's index among the distinct symbols (in order of
+    first appearance: nothing computed across a grid row depends on the column order); NaN where a
+    symbol has no candle at that time.
 
     Attributes:
         cell: per row, its flat index in a grid (``time index * n_symbols + symbol index``).

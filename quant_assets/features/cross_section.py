@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from quant_assets.features.candles import FIVE_MINUTES_MS, Candles, CrossSection, five_minute_return
+from quant_assets.features.candles import FIVE_MINUTES_MS, Candles, CrossSection
 from quant_assets.features.windows import window_sum
 
 _CHUNK_ROWS = 1024  # open times ranked at once: keeps every temporary in cache, off the page-fault path
@@ -106,7 +106,7 @@ def _reference_moments(c: Candles, window: int) -> tuple[np.ndarray, ...]:
     """
 
     def make() -> tuple[np.ndarray, ...]:
-        x = five_minute_return(c.open_time_ms, c.log_close)
+        x = c.five_minute_return()
         y = c.reference_five_minute_return()
         both = ~(np.isnan(x) | np.isnan(y))
         gapless = c.gapless

@@ -7,7 +7,7 @@ import talib
 
 from quant_assets.features.candles import Candles
 from quant_assets.features.volume import log_volume
-from quant_assets.features.windows import divide, lag, window_mean, window_ramp_sum, window_sum
+from quant_assets.features.windows import divide, lag, window_mean, window_sum, window_sum_and_ramp
 
 
 def _highest(c: Candles, window: int) -> np.ndarray:
@@ -64,8 +64,7 @@ def slope_to_close(c: Candles, *, window: int) -> np.ndarray:
     """Least-squares slope of the close over the window, per bar, divided by the close (Alpha158 BETA)."""
     # slope = sum((x - mean x) * close) / sum((x - mean x)^2) with x the bar's position in the
     # window; in bars-ago k = window-1-x that is ((window-1)/2 * S0 - sum(k * close)) / Sxx.
-    s0 = window_sum(c.close, window)
-    ramp = window_ramp_sum(c.close, window)
+    s0, ramp = window_sum_and_ramp(c.close, window)
     sxx = window * (window * window - 1) / 12.0
     return ((window - 1) / 2.0 * s0 - ramp) / sxx / c.close
 

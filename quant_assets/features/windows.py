@@ -70,11 +70,12 @@ def window_mean(x: np.ndarray, window: int) -> np.ndarray:
     return window_sum(x, window) / window
 
 
-def window_ramp_sum(x: np.ndarray, window: int) -> np.ndarray:
-    """``sum(k * x[t-k] for k in 0 .. window-1)``: the bars-ago-weighted sum, from the window's bars only.
+def window_sum_and_ramp(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`window_sum` and ``sum(k * x[t-k] for k in 0 .. window-1)`` (the bars-ago-weighted sum).
 
-    Built like :func:`window_sum`, carrying (sum, ramp) pairs: an older block of ``m`` bars that sits
-    ``a`` bars back adds ``ramp_m[t-a] + a * sum_m[t-a]``.
+    Built like :func:`window_sum`, carrying (sum, ramp) pairs: a block of ``m`` bars that sits ``a``
+    bars back adds ``sum_m[t-a]`` to the sum and ``ramp_m[t-a] + a * sum_m[t-a]`` to the ramp, so
+    both come from the window's own bars only.
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -84,19 +85,15 @@ def window_ramp_sum(x: np.ndarray, window: int) -> np.ndarray:
     ramps = [x * 0.0]  # weight 0 for the current bar (a NaN there still makes the window NaN)
     span = 1
     while span < top:
-        older = _shifted_add(ramps[-1], span * sums[len(ramps) - 1], 0)
-        ramps.append(_shifted_add(ramps[-1], older, span))
+        ramps.append(_shifted_add(ramps[-1], ramps[-1] + span * sums[len(ramps) - 1], span))
         span *= 2
     total_sum, total_ramp, covered = sums[-1], ramps[-1], top
     for k in range(window.bit_length() - 2, -1, -1):
-        if not window >> k & 1:
-            continue
-        span = 1 << k
-        older_ramp = _shifted_add(ramps[k], covered * sums[k], 0)
-        total_ramp = _shifted_add(total_ramp, older_ramp, covered)
-        total_sum = _shifted_add(total_sum, sums[k], covered)
-        covered += span
-    return total_ramp
+        if window >> k & 1:
+            total_ramp = _shifted_add(total_ramp, ramps[k] + covered * sums[k], covered)
+            total_sum = _shifted_add(total_sum, sums[k], covered)
+            covered += 1 << k
+    return (total_sum if window > 1 else total_sum.copy()), total_ramp
 
 
 def divide(numerator: np.ndarray, denominator: np.ndarray, *, where_zero: float = np.nan) -> np.ndarray:
