@@ -312,6 +312,13 @@ def test_check_schema_names_a_reordering() -> None:
         check_schema(swapped)
 
 
+def test_check_schema_names_repeated_features() -> None:
+    names = feature_schema().names
+
+    with pytest.raises(SchemaMismatchError, match=r"repeats \['rsi_14'\]"):
+        check_schema([*names, "rsi_14"])
+
+
 def test_check_schema_refuses_another_hash() -> None:
     with pytest.raises(SchemaMismatchError, match="hash mismatch"):
         check_schema("0" * 64)

@@ -143,7 +143,7 @@ def _kbar() -> list[Feature]:
         ("open0", kbar.open_to_close, "open / close"),
         ("high0", kbar.high_to_close, "high / close"),
         ("low0", kbar.low_to_close, "low / close"),
-        ("vwap0", kbar.vwap_to_close, "(quote_volume / volume) / close; NaN without volume"),
+        ("vwap0", kbar.vwap_to_close, "(quote_volume / volume) / close"),
     ]
     return [
         Feature(
@@ -500,7 +500,7 @@ def _referenced_names(code: types.CodeType) -> set[str]:
 
 def _source_closure(fn: Callable[..., Any], seen: dict[str, str]) -> None:
     """Add the source of `fn` and of every feature-package function it calls (by global name)."""
-    key = f"{fn.__module__}.{fn.__qualname__}"
+    key = f"{fn.__module__}.{fn.__qualname__}:{fn.__code__.co_firstlineno}"  # lambdas share a name
     if key in seen:
         return
     seen[key] = inspect.getsource(fn)
@@ -596,7 +596,10 @@ def check_schema(expected: str | Sequence[str] | FeatureSchema) -> FeatureSchema
         parts.append(f"missing from the library: {missing}")
     if extra:
         parts.append(f"not expected by the model: {extra}")
-    if not missing and not extra:
+    if not missing and not extra and len(wanted) != len(have):
+        repeated = sorted({n for n in wanted if wanted.count(n) > 1})
+        parts.append(f"the model's list repeats {repeated}")
+    elif not missing and not extra:
         position = next(i for i, (a, b) in enumerate(zip(wanted, have, strict=True)) if a != b)
         parts.append(
             f"same features in another order: position {position} is {wanted[position]!r} for the model "
