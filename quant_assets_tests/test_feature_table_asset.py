@@ -83,16 +83,18 @@ def test_labels_live_apart_and_are_null_only_where_the_future_is_unknown(
     assert not {c for c in feature_columns if c.startswith("fwd_")}
 
 
+@pytest.mark.parametrize("asked", [SYMBOLS, ["ETHUSDT"]])
 def test_live_inference_equals_the_stored_training_row(
-    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date, asked: list[str]
 ) -> None:
     as_of = dt.datetime.combine(yesterday + dt.timedelta(days=1), dt.time(), dt.UTC)
-    live = latest_features(SYMBOLS, as_of, lake=Lake(tmp_path)).set_index("symbol")
+    live = latest_features(asked, as_of, lake=Lake(tmp_path)).set_index("symbol")
     stored = pd.read_parquet(Lake(tmp_path).path("features", date=yesterday))
     last = stored.sort_values("open_time").groupby("symbol").tail(1).set_index("symbol")
     names = feature_schema().names
     assert live.attrs["feature_schema_hash"] == feature_schema().hash
-    for symbol in SYMBOLS:
+    assert list(live.index) == asked
+    for symbol in asked:
         np.testing.assert_allclose(
             live.loc[symbol, names].to_numpy(dtype=float),
             last.loc[symbol, names].to_numpy(dtype=float),

@@ -63,8 +63,10 @@ def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | Non
     together, and keeps each requested symbol's last row. By the parity property, that row equals
     what ``compute_features`` gives for the same candle from the full history.
 
-    Cross-sectional ranks are taken among the symbols read (those requested plus BTCUSDT): pass the
-    universe the model was trained on, as the ``feature_table`` asset does.
+    Cross-sectional features rank a symbol among every symbol of the stored universe, so the read
+    covers, besides those requested and BTCUSDT, every symbol with candles in the day before
+    `as_of`: the same cross-section the ``feature_table`` asset ranked against, whatever subset is
+    asked for here.
 
     Args:
         symbols: e.g. ``["BTCUSDT", "ETHUSDT"]``; each is validated; repeats are ignored.
@@ -87,7 +89,8 @@ def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | Non
     as_of_utc = _utc(as_of)
     # Closed: open_time <= as_of - 5 min; read_ohlcv's end bound is exclusive (ms resolution).
     end = as_of_utc - FIVE_MINUTES + timedelta(milliseconds=1)
-    read = asked if REFERENCE_SYMBOL in asked else [*asked, REFERENCE_SYMBOL]
+    recent = lake.read_ohlcv(symbols=None, start=end - GAP_SLACK, end=end)["symbol"].unique().tolist()
+    read = list(dict.fromkeys([*asked, REFERENCE_SYMBOL, *recent]))
     candles = _read_warmup(lake, read, end, schema.warmup_bars)
     names = schema.names
     if candles.empty:
