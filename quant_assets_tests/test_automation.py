@@ -70,10 +70,11 @@ def test_ohlcv_sensor_requests_few_runs_for_a_new_universe(
         dg.materialize([coin_universe], instance=instance, resources=resources, partition_key=str(yesterday))
         symbols = instance.get_dynamic_partitions("symbol")
         assert len(symbols) == 6
-        context = dg.build_sensor_context(
+        # `with`: the context opens its own instance from the ref and must close it again.
+        with dg.build_sensor_context(
             instance_ref=instance.get_ref(), definitions=defs, resources=resources
-        )
-        result = ohlcv_sensor(context)
+        ) as context:
+            result = ohlcv_sensor(context)
         assert isinstance(result, dg.SensorResult)
         assert len(result.run_requests) == 1  # 6 symbols x 5 days: one run, not 30
         request = result.run_requests[0]
@@ -84,7 +85,7 @@ def test_ohlcv_sensor_requests_few_runs_for_a_new_universe(
         # That run happens (here: in process), the cursor moves on, and a second tick has nothing to do.
         run = dg.materialize([ohlcv], instance=instance, resources=resources, tags=dict(request.tags))
         assert run.success
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance_ref=instance.get_ref(), definitions=defs, resources=resources, cursor=result.cursor
-        )
-        assert isinstance(ohlcv_sensor(context), dg.SkipReason)
+        ) as context:
+            assert isinstance(ohlcv_sensor(context), dg.SkipReason)
