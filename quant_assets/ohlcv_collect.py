@@ -63,7 +63,7 @@ class CollectResult:
     """What a collection did.
 
     Attributes:
-        written: candles written per partition (always > 0).
+        written: candles written per partition (0 when the venue served none that day).
         failed: why each partition that was not written failed.
         requests: HTTP requests sent (retries included).
         weight: request weight spent.
@@ -117,10 +117,10 @@ def _fetch_symbol(
                     day = first + dt.timedelta(days=offset)
                     frame = by_day.get(day)
                     key = SymbolDay(symbol, day)
-                    if frame is None or frame.empty:
-                        outcome.failed[key] = f"no candles served for {symbol} on {day} (not listed yet?)"
-                    else:
-                        outcome.frames[key] = frame.reset_index(drop=True)
+                    # A day the venue served nothing for (before a listing, a day-long outage) is
+                    # stored as served: empty. The asset's completeness check reports it.
+                    empty = candles.iloc[0:0]
+                    outcome.frames[key] = empty if frame is None else frame.reset_index(drop=True)
         except QuantAssetsError as exc:
             logger.warning("ohlcv %s: %s", symbol, exc)
             for day in days:
@@ -143,12 +143,12 @@ def collect_ohlcv(
     """Fetch and write the closed candles of every (symbol, UTC day) partition in `partitions`.
 
     Per symbol, consecutive days are fetched as one range, so a batch costs about one request per
-    499 candles. Each day with candles is passed to ``write(partition, frame)`` (frame columns as
+    499 candles. Each day is passed to ``write(partition, frame)`` (frame columns as
     :func:`~quant_assets.sources.binance.parse_klines` returns them, only that day's candles, gaps
-    left as gaps). A partition is recorded in ``failed`` instead when
+    left as gaps; empty when the venue served none, e.g. before the symbol's listing). A partition
+    is recorded in ``failed`` instead when
 
     * its day has not fully ended by the client's clock (only complete UTC days are collected);
-    * the venue served no candles for it (symbol not listed yet, or delisted before);
     * the symbol is invalid or unknown to the venue, or its requests failed for good (every day of
       the symbol then carries the error's message);
     * ``write`` raised one of this package's errors (:class:`~quant_assets.errors.QuantAssetsError`).

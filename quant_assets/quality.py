@@ -73,10 +73,14 @@ def check_ohlcv_partition(frame: pd.DataFrame, day: dt.date) -> list[CheckOutcom
     results: dict[str, tuple[bool, dict[str, Any]]] = {}
 
     missing = missing_open_times(frame, day)
-    results["complete_day"] = (
-        not missing,
-        {"candles": len(frame), "missing_candles": len(missing), "gaps": gap_ranges(missing)[:50]},
-    )
+    day_facts: dict[str, Any] = {
+        "candles": len(frame),
+        "missing_candles": len(missing),
+        "gaps": gap_ranges(missing)[:50],
+    }
+    if frame.empty:
+        day_facts["note"] = "no candles served: not listed yet, or an outage all day"
+    results["complete_day"] = (not missing, day_facts)
     duplicated = open_time[open_time.duplicated()]
     results["unique_open_time"] = (
         duplicated.empty,

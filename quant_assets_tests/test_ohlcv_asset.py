@@ -88,8 +88,13 @@ def test_one_run_stores_each_symbol_day_exactly_as_served(
             assert set(got["exchange"]) == {"binance"}
     rows = query(tmp_path, "SELECT symbol, count(*) FROM ohlcv GROUP BY symbol ORDER BY symbol")
     assert rows == [("BTCUSDT", 864), ("ETHUSDT", 864), ("SOLUSDT", 864)]
-    passed = check_evaluations(instance, "ohlcv", "candles_valid")
-    assert sum(1 for k, r in passed.items() if k and r.status.value == "SUCCEEDED") == 9
+    summary = check_evaluations(instance, "ohlcv", "candles_valid")[None]
+    assert summary.status.value == "SUCCEEDED"
+    assert summary.event.dagster_event.asset_check_evaluation_data.metadata["partitions_checked"].value == 9
+    for record in instance.fetch_materializations(dg.AssetKey("ohlcv"), limit=100).records:
+        metadata = record.asset_materialization.metadata
+        assert metadata["candles_valid"].value is True
+        assert metadata["missing_candles"].value == 0
 
 
 def test_faults_are_survived_and_the_gap_is_kept_and_reported(
@@ -118,7 +123,11 @@ def test_faults_are_survived_and_the_gap_is_kept_and_reported(
     evaluation = gap_check.event.dagster_event.asset_check_evaluation_data
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["gaps"].value == ["10:00-10:20"]
-    assert complete[f"{yesterday}|BTCUSDT"].status.value == "SUCCEEDED"
+    summary = complete[None].event.dagster_event.asset_check_evaluation_data
+    assert complete[None].status.value == "FAILED"
+    assert summary.severity == dg.AssetCheckSeverity.WARN
+    assert summary.metadata["failing"].value == [f"{yesterday}|ETHUSDT"]
+    assert f"{yesterday}|BTCUSDT" not in complete
 
 
 def test_rematerializing_writes_identical_bytes(sim: Simulator, tmp_path: Path, yesterday: dt.date) -> None:
@@ -249,3 +258,28 @@ def test_concurrent_runs_and_a_reader_do_not_block_each_other(
     assert errors == []
     assert counts
     assert query(tmp_path, "SELECT count(*) FROM ohlcv") == [(288 * 11,)]
+
+
+def test_days_before_a_listing_are_stored_empty_and_reported(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    recent = [
+        c for c in sim.market.contracts.values()
+        if c.contract_type == "PERPETUAL" and c.quote_asset == "USDT"
+        and dt.datetime.fromtimestamp(c.onboard_ms / 1000, dt.UTC).date() < yesterday
+        and dt.datetime.fromtimestamp(c.onboard_ms / 1000, dt.UTC).date() > yesterday - dt.timedelta(days=60)
+    ]  # fmt: skip
+    listing = min(recent, key=lambda c: c.symbol)
+    listed_on = dt.datetime.fromtimestamp(listing.onboard_ms / 1000, dt.UTC).date()
+    instance = dg.DagsterInstance.ephemeral()
+    before = listed_on - dt.timedelta(days=1)
+    result = materialize_range(
+        ohlcv, instance, resources_for(sim, tmp_path), [listing.symbol], before, listed_on
+    )
+    assert result.success  # nothing served is a fact of the market, not a failure
+    assert stored(tmp_path, listing.symbol, before).empty
+    assert len(stored(tmp_path, listing.symbol, listed_on)) == 288
+    evaluation = check_evaluations(instance, "ohlcv", "complete_day")[f"{before}|{listing.symbol}"]
+    metadata = evaluation.event.dagster_event.asset_check_evaluation_data.metadata
+    assert metadata["missing_candles"].value == 288
+    assert "not listed yet" in metadata["note"].value

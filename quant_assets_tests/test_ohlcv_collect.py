@@ -123,11 +123,14 @@ def test_a_gap_stays_a_gap(batch: Batch) -> None:
     assert batch.result.written[SymbolDay("ETHUSDT", _day(1))] == 288
 
 
-def test_a_day_before_a_listing_fails_and_the_listing_day_is_written(batch: Batch) -> None:
+def test_a_day_before_a_listing_is_stored_empty_as_served(batch: Batch) -> None:
     before = SymbolDay(batch.listed, batch.listing_day - dt.timedelta(days=1))
 
-    assert batch.result.failed[before] == (
-        f"no candles served for {batch.listed} on {before.day} (not listed yet?)"
+    assert before not in batch.result.failed
+    assert batch.result.written[before] == 0
+    assert batch.frames[before].empty
+    assert list(batch.frames[before].columns) == list(
+        batch.frames[SymbolDay(batch.listed, batch.listing_day)].columns
     )
     assert batch.result.written[SymbolDay(batch.listed, batch.listing_day)] == 288
     assert batch.result.written[SymbolDay(batch.listed, batch.listing_day + dt.timedelta(days=1))] == 288

@@ -1,15 +1,15 @@
-"""Asset-check specs, and how per-partition results reach Dagster from a run of many partitions.
+"""How per-partition check results reach Dagster from a run of many partitions.
 
 One run materializes many partitions (a single-run backfill), but ``AssetCheckResult`` has no
-partition. So a run of several partitions logs one ``AssetCheckEvaluation`` per partition and
-check, then yields one summary result per check (what the step's check outputs require); a run of
-one partition yields the results directly.
+partition. Measured here, the per-partition alternatives do not scale: check specs with a
+``partitions_def`` (a preview feature in Dagster 1.13) made a 9,000-partition run take 287 s and
+7.8 GB (the planned-check record of the whole subset is rewritten for every evaluation), and each
+event costs about 8 ms in the SQLite event log. So:
 
-Each event costs about 8 ms in the SQLite event log here, so ``ohlcv`` carries two checks per
-partition, not one per rule: ``candles_valid`` (ERROR: unique open_time, 5-minute grid, OHLC
-consistency, volumes >= 0, inside the day; each rule's outcome in its metadata) and
-``complete_day`` (WARN: row count against 288 and the missing minutes). A gap is a fact of the
-market, so it warns and never fails the run.
+* every partition is checked, and its outcome is recorded in its own materialization's metadata;
+* a partition whose check did not pass also gets an ``AssetCheckEvaluation`` naming it;
+* each check yields one result per run: passed when every partition passed, with the failing
+  partitions listed. A gap is a fact of the market, so ``complete_day`` warns, never fails a run.
 """
 
 from __future__ import annotations
@@ -39,33 +39,23 @@ def emit_partition_checks(
     outcomes_by_partition: Mapping[str, Sequence[CheckOutcome]],
     check_names: Sequence[str],
 ) -> Iterator[dg.AssetCheckResult]:
-    """Record every partition's outcomes and yield what the step must yield (see module docstring)."""
-    if len(context.partition_keys) == 1 and len(outcomes_by_partition) == 1:
-        (outcomes,) = outcomes_by_partition.values()
-        for outcome in outcomes:
-            yield dg.AssetCheckResult(
-                check_name=outcome.name,
-                passed=outcome.passed,
-                severity=SEVERITY[outcome.severity],
-                description=outcome.description,
-                metadata=outcome.metadata,
-            )
-        return
+    """Log an evaluation per failing partition, then yield one summary result per check."""
     failing: dict[str, list[str]] = {name: [] for name in check_names}
     severity: dict[str, str] = {name: "WARN" for name in check_names}
     for partition, outcomes in outcomes_by_partition.items():
         for outcome in outcomes:
             severity[outcome.name] = outcome.severity
-            if not outcome.passed:
-                failing[outcome.name].append(partition)
+            if outcome.passed:
+                continue
+            failing[outcome.name].append(partition)
             context.log_event(
                 dg.AssetCheckEvaluation(
                     asset_key=asset_key,
                     check_name=outcome.name,
-                    passed=outcome.passed,
+                    passed=False,
                     partition=partition,
                     severity=SEVERITY[outcome.severity],
-                    description=outcome.description,
+                    description=f"{partition}: {outcome.description}",
                     metadata=outcome.metadata,
                 )
             )
@@ -74,10 +64,13 @@ def emit_partition_checks(
             check_name=name,
             passed=not failing[name],
             severity=SEVERITY[severity[name]],
-            description=f"summary of {len(outcomes_by_partition)} partitions of this run",
+            description=(
+                f"{len(outcomes_by_partition) - len(failing[name])} of {len(outcomes_by_partition)} "
+                "partitions of this run passed"
+            ),
             metadata={
                 "partitions_checked": len(outcomes_by_partition),
                 "partitions_failing": len(failing[name]),
-                "first_failing": dg.MetadataValue.json(failing[name][:50]),
+                "failing": dg.MetadataValue.json(failing[name][:200]),
             },
         )
