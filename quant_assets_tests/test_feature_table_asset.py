@@ -13,6 +13,7 @@ import pytest
 
 from quant_assets.defs.assets.feature_table import feature_table
 from quant_assets.defs.assets.ohlcv import ohlcv
+from quant_assets.defs.automation import RANGE_END, RANGE_START, feature_table_sensor
 from quant_assets.feature_store import SCHEMA_HASH_KEY
 from quant_assets.features import feature_schema, latest_features
 from quant_assets.simulator import Simulator
@@ -101,3 +102,36 @@ def test_live_inference_equals_the_stored_training_row(
             rtol=1e-9,
             equal_nan=True,
         )
+
+
+def test_a_range_of_days_is_one_run_with_the_same_bytes_as_day_by_day(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
+) -> None:
+    instance, resources = built
+    first = yesterday - dt.timedelta(days=1)
+    dg.materialize([feature_table], instance=instance, resources=resources, partition_key=str(first))
+    one_by_one = {d: Lake(tmp_path).path("features", date=d).read_bytes() for d in (first, yesterday)}
+    result = dg.materialize(
+        [feature_table],
+        instance=instance,
+        resources=resources,
+        tags={RANGE_START: str(first), RANGE_END: str(yesterday)},
+    )
+    assert result.success
+    assert {d: Lake(tmp_path).path("features", date=d).read_bytes() for d in (first, yesterday)} == one_by_one
+    assert sorted(instance.get_materialized_partitions(dg.AssetKey("feature_table"))) == [
+        str(first),
+        str(yesterday),
+    ]
+
+
+def test_the_sensor_requests_one_run_per_range_of_days(
+    built: tuple[dg.DagsterInstance, dict], yesterday: dt.date
+) -> None:
+    instance, _ = built
+    with dg.build_sensor_context(instance=instance) as context:
+        result = feature_table_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    assert [dict(r.tags) for r in result.run_requests] == [
+        {RANGE_START: str(yesterday - dt.timedelta(days=2)), RANGE_END: str(yesterday)}
+    ]

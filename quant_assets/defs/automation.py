@@ -24,6 +24,7 @@ from quant_assets.defs.partitions import (
     symbol_partitions,
 )
 from quant_assets.defs.resources import CollectionConfig, LakeResource
+from quant_assets.ohlcv_collect import consecutive_runs
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -128,7 +129,10 @@ def ohlcv_sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def feature_table_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Rebuild the features of each day whose candles changed, once no ``ohlcv`` run is in flight."""
+    """Rebuild the features of the days whose candles changed, once no ``ohlcv`` run is in flight.
+
+    One run per range of consecutive days: a 90-day backfill of candles costs one run here too.
+    """
     busy = context.instance.get_runs_count(
         dg.RunsFilter(
             job_name=ohlcv_job.name,
@@ -137,18 +141,21 @@ def feature_table_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     )
     if busy:
         return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
-    state = json.loads(context.cursor or "{}")
-    after = int(state.get("after", 0))
+    after = int(json.loads(context.cursor or "{}").get("after", 0))
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("ohlcv"), after_storage_id=after),
-        limit=10_000,
+        limit=10_000,  # the most Dagster returns at once; the cursor takes the rest next tick
         ascending=True,
     ).records
     if not records:
         return dg.SkipReason("no new ohlcv partitions")
-    days = sorted({split_ohlcv_key(r.partition_key or "")[1] for r in records})
     newest = max(r.storage_id for r in records)
+    days = {split_ohlcv_key(r.partition_key or "")[1] for r in records}
     requests = [
-        dg.RunRequest(run_key=f"feature_table-{day}-{newest}", partition_key=day.isoformat()) for day in days
+        dg.RunRequest(
+            run_key=f"feature_table-{first}-{last}-{newest}",
+            tags={RANGE_START: str(first), RANGE_END: str(last)},
+        )
+        for first, last in consecutive_runs(days)
     ]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps({"after": newest}))
