@@ -136,16 +136,14 @@ def materialize_window(
     backfill = backfill_ohlcv(days=days, end=day, symbols=universe, instance=instance, only_missing=True)
     if not backfill.success:
         raise QuantAssetsError(f"ohlcv collection failed: {backfill}")
-    feature_asset = next((a for a in _assets() if a.key == dg.AssetKey("feature_table")), None)
-    if feature_asset is not None:
-        for offset in range(days - 1, -1, -1):
-            dg.materialize(
-                [feature_asset],
-                instance=instance,
-                resources=resources,
-                partition_key=str(day - dt.timedelta(days=offset)),
-                run_config=TERMINAL_RUN_CONFIG,
-            )
+    first = day - dt.timedelta(days=days - 1)
+    dg.materialize(
+        [_asset("feature_table")],
+        instance=instance,
+        resources=resources,
+        tags={RANGE_START: str(first), RANGE_END: str(day)},
+        run_config=TERMINAL_RUN_CONFIG,
+    )
     with Catalog(lake).connect() as con:
         per_symbol = con.execute(
             "SELECT u.rank, o.symbol, count(*) AS candles, min(o.open_time) AS first_candle, "
