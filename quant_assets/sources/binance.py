@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from quant_assets.errors import SourceError
-from quant_assets.sources.http import VenueSession, WeightBudget, shared_budget
+from quant_assets.sources.http import VenueClient, VenueSession, WeightBudget, shared_budget
 from quant_assets.sources.payloads import ExchangeInfo, Ticker24h, parse_exchange_info, parse_ticker_24hr
 from quant_assets.store.schemas import OHLCV_COLUMNS
 from quant_assets.symbols import checked_symbol
@@ -196,7 +196,7 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class BinanceFuturesClient:
+class BinanceFuturesClient(VenueClient):
     """Binance USD-M futures public REST API (``/fapi/v1``), paced by a shared weight budget."""
 
     def __init__(
@@ -242,16 +242,6 @@ class BinanceFuturesClient:
 
     def __repr__(self) -> str:
         return f"BinanceFuturesClient({self.session.base_url!r}, budget={self.budget!r})"
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.session.close()
-
-    def __enter__(self) -> BinanceFuturesClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def now_ms(self) -> int:
         """The client's "now" in epoch ms, UTC."""

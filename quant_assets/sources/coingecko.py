@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from quant_assets.sources.http import VenueSession, WeightBudget, shared_budget
+from quant_assets.sources.http import VenueClient, VenueSession, WeightBudget, shared_budget
 from quant_assets.sources.payloads import MarketCoin, parse_coins_markets
 
 VENUE = "coingecko"
@@ -29,7 +29,7 @@ def api_key_header(base_url: str) -> str:
     return PRO_KEY_HEADER if urlsplit(base_url).hostname == PRO_HOST else DEMO_KEY_HEADER
 
 
-class CoinGeckoClient:
+class CoinGeckoClient(VenueClient):
     """CoinGecko public/demo/pro REST API."""
 
     def __init__(
@@ -70,16 +70,6 @@ class CoinGeckoClient:
 
     def __repr__(self) -> str:
         return f"CoinGeckoClient({self.session.base_url!r})"
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.session.close()
-
-    def __enter__(self) -> CoinGeckoClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def ping(self) -> None:
         """Check the API answers. Raises :class:`~quant_assets.errors.SourceError` if not."""

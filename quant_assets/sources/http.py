@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -606,3 +606,19 @@ def _binance_code(response: requests.Response) -> int | None:
         return None
     code = payload.get("code") if isinstance(payload, dict) else None
     return code if isinstance(code, int) else None
+
+
+class VenueClient:
+    """What every venue client shares: one :class:`VenueSession`, closed when the client is."""
+
+    session: VenueSession
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
