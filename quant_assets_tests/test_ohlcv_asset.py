@@ -283,3 +283,20 @@ def test_days_before_a_listing_are_stored_empty_and_reported(
     metadata = evaluation.event.dagster_event.asset_check_evaluation_data.metadata
     assert metadata["missing_candles"].value == 288
     assert "not listed yet" in metadata["note"].value
+
+
+def test_cli_backfill_is_one_run_and_names_what_failed(
+    sim: Simulator, cli_env: dict[str, str], yesterday: dt.date
+) -> None:
+    sim.faults.delist("ETHUSDT")
+    done = subprocess.run(
+        [sys.executable, "-m", "quant_assets.cli", "backfill", "--days", "3", "--symbols", "BTCUSDT,ETHUSDT"],
+        env=cli_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "6 symbol-days in 1 runs" in done.stdout
+    for offset in range(3):
+        assert f"{yesterday - dt.timedelta(days=offset)}|ETHUSDT: " in done.stdout
+    assert "Invalid symbol" in done.stdout
+    assert "symbol-days, " in done.stderr  # progress lines: symbol-days, candles, requests, weight, ETA
+    assert "ETA" in done.stderr
