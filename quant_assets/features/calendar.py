@@ -24,15 +24,34 @@ _DOW_PHASE = np.arange(7) / 7.0 * _TWO_PI
 _DOW_SIN, _DOW_COS = np.sin(_DOW_PHASE), np.cos(_DOW_PHASE)
 
 
+def _times(c: Candles) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Per bar: ms since UTC midnight, its 5-minute slot of the day (None if any bar is off the grid),
+    and the UTC weekday (Monday = 0).
+
+    Integer remainders are written as ``a - (a // b) * b`` (the same floored result as ``a % b``):
+    NumPy divides an int64 array by a constant quickly but computes ``%`` ten times slower.
+    """
+
+    def make() -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        day = c.open_time_ms // DAY_MS
+        ms = c.open_time_ms - day * DAY_MS
+        slot = ms // FIVE_MINUTES_MS
+        on_grid = np.array_equal(slot * FIVE_MINUTES_MS, ms)
+        day += _THURSDAY
+        return ms, slot if on_grid else None, day - day // 7 * 7
+
+    return c.memo("calendar_times", make)
+
+
 def _time_of_day(c: Candles, table: np.ndarray, direct: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    ms = c.memo("time_of_day_ms", lambda: c.open_time_ms % DAY_MS)
-    if (ms % FIVE_MINUTES_MS).any():
+    ms, slot, _ = _times(c)
+    if slot is None:
         return direct(_day_phase(ms))
-    return table[ms // FIVE_MINUTES_MS]
+    return table[slot]
 
 
 def _weekday(c: Candles) -> np.ndarray:
-    return c.memo("weekday", lambda: (c.open_time_ms // DAY_MS + _THURSDAY) % 7)  # Monday = 0
+    return _times(c)[2]
 
 
 def time_of_day_sin(c: Candles) -> np.ndarray:

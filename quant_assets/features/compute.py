@@ -14,12 +14,14 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from quant_assets.features.candles import (
     FIVE_MINUTES_MS,
@@ -34,7 +36,7 @@ from quant_assets.features.registry import FEATURES, Feature
 PRICE_COLUMNS = ("open", "high", "low", "close")
 AMOUNT_COLUMNS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
 REQUIRED_COLUMNS = ("symbol", "open_time", *PRICE_COLUMNS, *AMOUNT_COLUMNS)
-_MAX_THREADS = 4
+_MAX_WORKERS = 4  # a few symbols at a time; more threads than cores only contend for the GIL
 # glibc mallopt parameters (malloc.h) and the values set by _keep_freed_memory.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 * 2**20, 256 * 2**20
@@ -44,7 +46,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class _Panel:
-    """The input, validated and split into symbols; arrays are in (symbol, open_time) order."""
+    """The input split into symbols; arrays are in (symbol, open_time) order.
+
+    Symbols, times and duplicates are checked when it is built; prices and amounts are checked per
+    symbol by :meth:`valid` (in the worker threads), and :func:`_check_columns` names the bad row.
+    """
 
     symbols: list[str]
     starts: np.ndarray  # int64, first sorted row of each symbol, plus n at the end
@@ -67,19 +73,61 @@ class _Panel:
         cols = {name: values[a:b] for name, values in self.sorted_columns.items()}
         return Candles(symbol=self.symbols[k], reference=reference, **cols)
 
+    def valid(self, c: Candles) -> bool:
+        """Whether one symbol's prices are finite and > 0 and its amounts finite and >= 0.
 
-def _float_column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-    if not np.isfinite(values).all():
-        bad = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise ValueError(f"{name} is not finite ({values[bad]}) at row {frame.index[bad]!r}")
-    if name in PRICE_COLUMNS and not (values > 0).all():
-        bad = int(np.flatnonzero(values <= 0)[0])
-        raise ValueError(f"{name} must be > 0, got {values[bad]} at row {frame.index[bad]!r}")
-    if name in AMOUNT_COLUMNS and (values < 0).any():
-        bad = int(np.flatnonzero(values < 0)[0])
-        raise ValueError(f"{name} must be >= 0, got {values[bad]} at row {frame.index[bad]!r}")
-    return values
+        One min and one max per column, on arrays already in cache: NaN propagates into both, so
+        a column passes only if every value is finite and in range.
+        """
+        for name in (*PRICE_COLUMNS, *AMOUNT_COLUMNS):
+            values = getattr(c, name)
+            if values.shape[0] == 0:
+                continue
+            low, high = values.min(), values.max()
+            if not ((low > 0 if name in PRICE_COLUMNS else low >= 0) and high < np.inf):
+                return False
+        return True
+
+
+def _check_columns(frame: pd.DataFrame) -> None:
+    """Raise for the first bad value, column by column in ``ohlcv`` order, naming its row.
+
+    Raises:
+        ValueError: a price is not finite and > 0, or an amount is not finite and >= 0.
+    """
+    for name in (*PRICE_COLUMNS, *AMOUNT_COLUMNS):
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        if not np.isfinite(values).all():
+            bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValueError(f"{name} is not finite ({values[bad]}) at row {frame.index[bad]!r}")
+        if name in PRICE_COLUMNS and not (values > 0).all():
+            bad = int(np.flatnonzero(values <= 0)[0])
+            raise ValueError(f"{name} must be > 0, got {values[bad]} at row {frame.index[bad]!r}")
+        if name in AMOUNT_COLUMNS and (values < 0).any():
+            bad = int(np.flatnonzero(values < 0)[0])
+            raise ValueError(f"{name} must be >= 0, got {values[bad]} at row {frame.index[bad]!r}")
+
+
+def _factorize(symbol: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """``pd.factorize(symbol, sort=False)``: int64 codes in order of first appearance (-1 where
+    missing) and the distinct symbols.
+
+    A column of Arrow strings grouped by symbol (what the store and ``pd.concat`` of per-symbol
+    frames give) is factorized from its runs: run-end encoding compares neighbours, which costs a
+    third of hashing 2.5 M strings.
+    """
+    n = len(symbol)
+    if n and isinstance(symbol.dtype, pd.StringDtype) and symbol.dtype.storage == "pyarrow":
+        runs = pc.run_end_encode(pa.chunked_array(symbol.array.__arrow_array__())).chunks
+        if sum(len(run.values) for run in runs) * 16 <= n:
+            lengths = np.concatenate([np.diff(run.run_ends.to_numpy(), prepend=0) for run in runs])
+            run_codes, uniques = pd.factorize(
+                pd.Series(pa.chunked_array([run.values for run in runs]).to_pandas()), sort=False
+            )
+            if lengths.sum() == n:
+                return np.repeat(run_codes.astype(np.int64), lengths), [str(s) for s in uniques]
+    codes, uniques = pd.factorize(symbol, sort=False)
+    return codes.astype(np.int64, copy=False), [str(s) for s in uniques]
 
 
 def _panel(frame: pd.DataFrame) -> _Panel:
@@ -88,35 +136,36 @@ def _panel(frame: pd.DataFrame) -> _Panel:
         raise KeyError(f"candles lack the ohlcv columns {missing}")
     # Codes in order of first appearance: a frame grouped by symbol (as the store returns it) is then
     # already in (symbol, open_time) order and is used without a copy.
-    codes, uniques = pd.factorize(frame["symbol"], sort=False)
-    if (codes < 0).any():
+    symbol_code, symbols = _factorize(frame["symbol"])
+    if (symbol_code < 0).any():
         raise ValueError("symbol has missing values")
-    symbol_code = codes.astype(np.int64, copy=False)
     times = epoch_ms(frame["open_time"])
     n = times.shape[0]
     step_code, step_time = np.diff(symbol_code), np.diff(times)
     already_sorted = bool(((step_code == 0) & (step_time > 0) | (step_code > 0)).all())
     order = None
-    if not already_sorted:
+    if already_sorted:
+        # Times rise strictly within each symbol: no duplicates, and symbols change where codes do.
+        changes = step_code
+    else:
         first = int(times.min())
         key = symbol_code * (int(times.max()) - first + 1) + (times - first)  # unique unless duplicated
         order = np.argsort(key)
-    sorted_codes = symbol_code if order is None else symbol_code[order]
-    sorted_times = times if order is None else times[order]
-    same = (np.diff(sorted_codes) == 0) & (np.diff(sorted_times) == 0)
-    if same.any():
-        row = int(np.flatnonzero(same)[0] + 1)
-        row = row if order is None else int(order[row])
-        raise ValueError(
-            f"duplicate candle: {frame['symbol'].iloc[row]} at {frame['open_time'].iloc[row]} appears twice"
-        )
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_codes)) + 1, [n]]).astype(np.int64)
-    columns: dict[str, np.ndarray] = {"open_time_ms": sorted_times}
+        sorted_codes, sorted_times = symbol_code[order], times[order]
+        changes = np.diff(sorted_codes)
+        same = (changes == 0) & (np.diff(sorted_times) == 0)
+        if same.any():
+            row = int(order[np.flatnonzero(same)[0] + 1])
+            raise ValueError(
+                f"duplicate candle: {frame['symbol'].iloc[row]} at {frame['open_time'].iloc[row]} appears twice"
+            )
+    starts = np.concatenate([[0], np.flatnonzero(changes) + 1, [n]]).astype(np.int64)
+    columns: dict[str, np.ndarray] = {"open_time_ms": times if order is None else times[order]}
     for name in (*PRICE_COLUMNS, *AMOUNT_COLUMNS):
-        values = _float_column(frame, name)
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
         columns[name] = values if order is None else values[order]
     return _Panel(
-        symbols=[str(s) for s in uniques],
+        symbols=symbols,
         starts=starts,
         order=order,
         open_time_ms=times,
@@ -131,8 +180,11 @@ def _time_codes(times: np.ndarray) -> tuple[np.ndarray, int]:
         return np.zeros(0, dtype=np.int64), 0
     first, last = int(times.min()), int(times.max())
     slots = (last - first) // FIVE_MINUTES_MS + 1
-    if slots <= 4 * times.shape[0] + 1024 and not ((times - first) % FIVE_MINUTES_MS).any():
-        return (times - first) // FIVE_MINUTES_MS, int(slots)
+    if slots <= 4 * times.shape[0] + 1024:
+        offsets = times - first
+        codes = offsets // FIVE_MINUTES_MS
+        if np.array_equal(codes * FIVE_MINUTES_MS, offsets):  # all on the grid (int64 `%` is slow)
+            return codes, int(slots)
     distinct, codes = np.unique(times, return_inverse=True)
     return codes.astype(np.int64), int(distinct.shape[0])
 
@@ -166,19 +218,45 @@ def _keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
 
 
-def _run(work: Callable[[T], None], items: Iterable[T], threads: int) -> None:
-    """``work(item)`` for every item, on up to `threads` threads; re-raises the first failure."""
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="features") as pool:
-        for future in [pool.submit(work, item) for item in items]:
+class _Pool:
+    """Calls run on `threads` worker threads, or at once in the calling thread when `threads` is 1."""
+
+    def __init__(self, threads: int) -> None:
+        self._executor = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="features") if threads > 1 else None
+        )
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def start(self, work: Callable[[T], None], items: Iterable[T]) -> list[Future[None]]:
+        """Queue ``work(item)`` for every item, in order (inline: run them now)."""
+        if self._executor is None:
+            for item in items:
+                work(item)
+            return []
+        return [self._executor.submit(work, item) for item in items]
+
+    @staticmethod
+    def wait(futures: Sequence[Future[None]]) -> None:
+        """Wait for every call; re-raise the first failure (in queue order)."""
+        for future in futures:
             future.result()
 
 
-def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
+def _workers(workers: int | None) -> int:
+    if workers is None:
+        return max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return workers
+
+
+def compute_features(candles: pd.DataFrame, *, workers: int | None = None) -> pd.DataFrame:
     """Every feature for every candle, with no look-ahead: row t uses candles at or before t only.
 
     Args:
@@ -186,6 +264,11 @@ def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
             quote_volume, trades, taker_buy_volume, taker_buy_quote_volume``; others are ignored) for
             one or many symbols, rows in any order. ``open_time`` naive UTC or tz-aware. A symbol's
             bars are its candles in time order; gaps are not filled.
+        workers: threads that compute symbols side by side, then the cross-sectional features
+            (NumPy and TA-Lib release the GIL); default ``os.cpu_count()``, at most 4; 1 computes
+            everything in the calling thread. The result is the same to the bit for any number:
+            every value is computed by one thread from the same inputs, and threads write disjoint
+            cells. Inputs under 50,000 rows always use the calling thread.
 
     Returns:
         One row per input row, with the input's index in the input's order: ``symbol``,
@@ -196,9 +279,10 @@ def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
     Raises:
         KeyError: a required column is missing.
         ValueError: a price is not finite and positive, an amount is negative or not finite, a
-            symbol or open_time is missing, or a (symbol, open_time) appears twice.
+            symbol or open_time is missing, a (symbol, open_time) appears twice, or `workers` < 1.
         TypeError: ``open_time`` is not a datetime column.
     """
+    threads = _workers(workers)
     _keep_freed_memory()
     features = FEATURES
     panel = _panel(candles)
@@ -211,32 +295,40 @@ def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
     reference = None
     if REFERENCE_SYMBOL in panel.symbols:
         ref = panel.candles(panel.symbols.index(REFERENCE_SYMBOL), None)
-        reference = Reference(ref.open_time_ms, ref.close)
+        if panel.valid(ref):  # else BTCUSDT's own check below fails the call
+            reference = Reference(ref.open_time_ms, ref.close)
+    invalid: list[int] = []  # symbols with a bad price or amount (list.append is atomic)
 
     def compute_symbol(k: int) -> None:
         c = panel.candles(k, reference)
+        if not panel.valid(c):
+            invalid.append(k)
+            return
         rows = panel.rows(k)
         with np.errstate(divide="ignore", invalid="ignore"):
             for i, f in own:
                 block[i, rows] = f.compute(c)
 
-    threads = min(_MAX_THREADS, os.cpu_count() or 1)
-    _run(compute_symbol, range(len(panel.symbols)), threads if panel.n_rows >= _MIN_ROWS_FOR_THREADS else 1)
+    def compute_across(item: tuple[int, Feature]) -> None:
+        i, f = item
+        with np.errstate(divide="ignore", invalid="ignore"):
+            block[i] = f.compute(xs)
 
-    if across:
-        time_code, n_times = _time_codes(panel.open_time_ms)
-        xs = CrossSection(
-            cell=time_code * len(panel.symbols) + panel.symbol_code,
-            n_times=n_times,
-            n_symbols=len(panel.symbols),
-            quote_volume=candles["quote_volume"].to_numpy(dtype=np.float64),
-            features={f.name: block[i] for i, f in own},
-        )
-
-        def compute_across(item: tuple[int, Feature]) -> None:
-            i, f = item
-            with np.errstate(divide="ignore", invalid="ignore"):
-                block[i] = f.compute(xs)
-
-        _run(compute_across, across, threads if panel.n_rows >= _MIN_ROWS_FOR_THREADS else 1)
+    with _Pool(threads if panel.n_rows >= _MIN_ROWS_FOR_THREADS else 1) as pool:
+        symbols_done = pool.start(compute_symbol, range(len(panel.symbols)))
+        if across:
+            # The calling thread lays out the grid while the workers compute symbols.
+            time_code, n_times = _time_codes(panel.open_time_ms)
+            xs = CrossSection(
+                cell=time_code * len(panel.symbols) + panel.symbol_code,
+                n_times=n_times,
+                n_symbols=len(panel.symbols),
+                quote_volume=candles["quote_volume"].to_numpy(dtype=np.float64),
+                features={f.name: block[i] for i, f in own},
+            )
+        pool.wait(symbols_done)
+        if invalid:
+            _check_columns(candles)
+            raise ValueError(f"candles of {[panel.symbols[k] for k in invalid]} hold a bad price or amount")
+        pool.wait(pool.start(compute_across, across))
     return _output(candles, panel, block, [f.name for f in features])

@@ -20,46 +20,49 @@ _CHUNK_ROWS = 1024  # open times ranked at once: keeps every temporary in cache,
 
 
 def _sorted(grid: np.ndarray, *, with_order: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Each row sorted (absent values last), the argsort if asked, and the count of present values.
+    """Each row sorted (absent values last), the flat indices into `grid` in that order if asked, and
+    the count of present values.
 
     NaN (absent) becomes +inf before sorting: NumPy's vectorised sort gives up on NaN and runs
     seven times slower. Values are finite, so the first `count` sorted entries are the present ones.
     """
     present = ~np.isnan(grid)
-    count = present.sum(axis=1)
+    count = np.count_nonzero(present, axis=1)
     work = np.where(present, grid, np.inf)
     if with_order:
-        order = np.argsort(work, axis=1)
-        return order, np.take_along_axis(work, order, axis=1), count
+        # Flat indices instead of take_/put_along_axis, which build an index grid per call.
+        flat = np.argsort(work, axis=1)
+        flat += (np.arange(grid.shape[0]) * grid.shape[1])[:, None]
+        return flat, work.reshape(-1)[flat], count
     return None, np.sort(work, axis=1), count
 
 
 def _pct_rank_rows(grid: np.ndarray) -> np.ndarray:
     """Percentile rank within each row, 0..1 (ties share their mean rank); 0.5 for a lone value."""
-    order, values, count = _sorted(grid, with_order=True)
+    flat, values, count = _sorted(grid, with_order=True)
     n_cols = grid.shape[1]
-    position = np.empty(grid.shape)
-    position[:] = np.arange(n_cols, dtype=np.float64)
+    columns = np.arange(n_cols)
     # Equal values are adjacent once sorted and take the mean of their positions; only the rows
     # with ties among their present values pay for it.
     equal = values[:, 1:] == values[:, :-1]
-    equal &= np.arange(1, n_cols) < count[:, None]
+    equal &= columns[1:] < count[:, None]
     tied = np.flatnonzero(equal.any(axis=1))
+    position = np.empty(grid.shape)
+    position[:] = columns
     if tied.size:
         sub = values[tied]
         starts = np.ones(sub.shape, dtype=bool)
         starts[:, 1:] = sub[:, 1:] != sub[:, :-1]
         ends = np.ones(sub.shape, dtype=bool)
         ends[:, :-1] = starts[:, 1:]
-        columns = np.arange(n_cols)
         first = np.maximum.accumulate(np.where(starts, columns, 0), axis=1)
         last = np.minimum.accumulate(np.where(ends, columns, n_cols)[:, ::-1], axis=1)[:, ::-1]
         position[tied] = (first + last) / 2.0
     pct = position / np.where(count > 1, count - 1, np.nan)[:, None]
     pct[count == 1, 0] = 0.5
     pct[position >= count[:, None]] = np.nan  # absent symbols, sorted last, get no rank
-    ranks = np.empty_like(grid)
-    np.put_along_axis(ranks, order, pct, axis=1)
+    ranks = np.empty(grid.shape)
+    ranks.reshape(-1)[flat] = pct
     return ranks
 
 
