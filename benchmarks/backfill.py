@@ -240,7 +240,7 @@ class Row:
     peak_rss_mib: float | None = None
     target: str = ""
     met: bool | None = None
-    load: tuple[float, float] | None = None  # 1-minute load average before and after the case
+    others_cpu_s: float | None = None  # CPU-seconds other processes used during the whole case
 
     @property
     def rate(self) -> str:
@@ -265,7 +265,7 @@ def print_table(rows: Sequence[Row], rss_note: str) -> None:
         "peak RSS MiB",
         "target",
         "met?",
-        "load before/after",
+        "others' CPU s",
     )
     table = [header]
     for r in rows:
@@ -283,7 +283,7 @@ def print_table(rows: Sequence[Row], rss_note: str) -> None:
                 _cell(r.peak_rss_mib, "{:,.0f}"),
                 r.target,
                 met,
-                "-" if r.load is None else f"{r.load[0]:.1f}/{r.load[1]:.1f}",
+                _cell(r.others_cpu_s, "{:,.0f}"),
             )
         )
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
@@ -293,6 +293,10 @@ def print_table(rows: Sequence[Row], rss_note: str) -> None:
         if i == 0:
             print("  ".join("-" * width for width in widths))
     print(f"\npeak RSS: {rss_note}")
+    print(
+        "others' CPU s: CPU-seconds used by other processes on this shared machine during the case "
+        "(for d: both parts together)"
+    )
 
 
 # -------------------------------------------------------------------------------------------- cases
@@ -762,20 +766,42 @@ class Benchmark:
         )
 
 
-def with_load(case: Callable[[], list[Row]]) -> list[Row]:
-    """Run one case and note the 1-minute load average before and after it on its rows.
+@dataclass(frozen=True)
+class CpuSample:
+    """Machine-wide busy CPU seconds (all cores, /proc/stat) and this process's own (+ children)."""
 
-    The machine is shared: a load above the two cores means other processes took CPU from the case.
+    busy_s: float
+    own_s: float
+
+    @classmethod
+    def now(cls) -> CpuSample:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        idle = ticks[3] + ticks[4]  # idle + iowait
+        own = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(
+            busy_s=(sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"),
+            own_s=sum(u.ru_utime + u.ru_stime for u in own),
+        )
+
+
+def with_load(case: Callable[[], list[Row]]) -> list[Row]:
+    """Run one case and note on its rows how much CPU other processes took meanwhile.
+
+    The machine is shared with other work: "others" is the machine's busy CPU time during the case
+    minus this process's and its finished children's, in CPU-seconds (2 cores give 2 per second).
     """
-    before = os.getloadavg()[0]
+    load_before, before, started = os.getloadavg()[0], CpuSample.now(), time.perf_counter()
     rows = case()
-    after = os.getloadavg()[0]
+    load_after, after, wall = os.getloadavg()[0], CpuSample.now(), time.perf_counter() - started
+    own = after.own_s - before.own_s
+    others = max(0.0, after.busy_s - before.busy_s - own)
     print(
-        f"    load average (1 min) before {before:.1f}, after {after:.1f} on {os.cpu_count()} cores",
+        f"    CPU over {wall:.0f} s: this process and its children {own:.0f} s, other processes {others:.0f} s "
+        f"({os.cpu_count()} cores); load average (1 min) {load_before:.1f} before, {load_after:.1f} after",
         flush=True,
     )
     for row in rows:
-        row.load = (before, after)
+        row.others_cpu_s = others
     return rows
 
 
