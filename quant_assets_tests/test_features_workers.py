@@ -42,6 +42,18 @@ def test_threads_give_the_serial_result_to_the_bit(candles: pd.DataFrame, worker
     assert np.isnan(serial[feature_schema().names].to_numpy()).mean() < 0.2  # mostly numbers compared
 
 
+def test_rows_grouped_by_symbol_at_the_same_times_give_the_bits_of_any_other_order() -> None:
+    # Every symbol at the same open times, grouped by symbol in time order: the cross-section is a
+    # transpose of the rows instead of a scatter. Shuffled, the same candles take the general path.
+    grouped = random_candles(SYMBOLS[:5], 2_000, seed=5, gaps=0)
+    shuffled = grouped.sample(frac=1.0, random_state=2)
+
+    expected = compute_features(shuffled).loc[grouped.index]
+    actual = compute_features(grouped)
+
+    assert np.array_equal(bits(actual), bits(expected))
+
+
 def test_a_bad_value_is_named_by_its_column_then_row_whatever_thread_finds_it(candles: pd.DataFrame) -> None:
     # Two bad values in different symbols: columns are checked in ohlcv order, so the close
     # (a later row) is reported before the volume (an earlier row).

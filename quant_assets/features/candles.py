@@ -212,20 +212,24 @@ class Candles:
 class CrossSection:
     """Every row of one computation, in the caller's row order, for features computed across symbols.
 
-    A *grid* lays one value per row out as (open time, symbol): row = the open time's index among
-    the distinct open times, column = the symbol's index among the distinct symbols (in order of
-    first appearance: nothing computed across a grid row depends on the column order); NaN where a
-    symbol has no candle at that time.
+    A *grid* lays one value per row out as (open time, symbol): row = the open time's index (its
+    5-minute slot since the first, or its rank among the distinct open times), column = the
+    symbol's index among the distinct symbols (in order of first appearance: nothing computed
+    across a grid row depends on the column order, nor on rows where no symbol has a candle); NaN
+    where a symbol has no candle at that time.
 
     Attributes:
-        cell: per row, its flat index in a grid (``time index * n_symbols + symbol index``).
-        n_times: number of distinct open times.
+        cell: per row, its flat index in a grid (``time index * n_symbols + symbol index``); None
+            when the rows are *rectangular*: grouped by symbol in order of first appearance, each
+            symbol's rows in time order, every symbol with a candle at each of the same open times.
+            The grid is then the transpose of the rows, and no index is needed.
+        n_times: number of grid rows (open times).
         n_symbols: number of distinct symbols.
         quote_volume: per row, the candle's quote volume.
         features: per-symbol features already computed, by name, per row.
     """
 
-    cell: np.ndarray
+    cell: np.ndarray | None
     n_times: int
     n_symbols: int
     quote_volume: np.ndarray
@@ -233,10 +237,20 @@ class CrossSection:
 
     def grid(self, values: np.ndarray) -> np.ndarray:
         """`values` (one per row) laid out as (open time, symbol), NaN where no row."""
+        if self.cell is None:
+            return np.ascontiguousarray(values.reshape(self.n_symbols, self.n_times).T)
         out = np.full(self.n_times * self.n_symbols, np.nan)
         out[self.cell] = values
         return out.reshape(self.n_times, self.n_symbols)
 
     def per_row(self, grid: np.ndarray) -> np.ndarray:
         """The inverse of :meth:`grid`: one value per row."""
+        if self.cell is None:
+            return np.ascontiguousarray(grid.T).reshape(-1)
         return grid.reshape(-1)[self.cell]
+
+    def per_row_of_time(self, values: np.ndarray) -> np.ndarray:
+        """One value per grid row (open time) as one value per row: each row gets its time's."""
+        if self.cell is None:
+            return np.tile(values, self.n_symbols)
+        return values[self.cell // self.n_symbols]

@@ -189,6 +189,18 @@ def _time_codes(times: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), int(distinct.shape[0])
 
 
+def _rectangular(panel: _Panel) -> bool:
+    """Whether the input rows are grouped by symbol, in time order, every symbol at the same times."""
+    n_symbols = len(panel.symbols)
+    if panel.order is not None or panel.n_rows % n_symbols:
+        return False
+    n_times = panel.n_rows // n_symbols
+    if not np.array_equal(panel.starts, np.arange(n_symbols + 1) * n_times):
+        return False
+    times = panel.open_time_ms.reshape(n_symbols, n_times)
+    return bool((times == times[0]).all())
+
+
 def _output(frame: pd.DataFrame, panel: _Panel, block: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     features = pd.DataFrame(block.T, index=frame.index, columns=list(names), copy=False)
     open_time = pd.Series(panel.open_time_ms.view("datetime64[ms]"), index=frame.index, copy=False)
@@ -318,11 +330,16 @@ def compute_features(candles: pd.DataFrame, *, workers: int | None = None) -> pd
         symbols_done = pool.start(compute_symbol, range(len(panel.symbols)))
         if across:
             # The calling thread lays out the grid while the workers compute symbols.
-            time_code, n_times = _time_codes(panel.open_time_ms)
+            n_symbols = len(panel.symbols)
+            if _rectangular(panel):
+                cell, n_times = None, panel.n_rows // n_symbols
+            else:
+                time_code, n_times = _time_codes(panel.open_time_ms)
+                cell = time_code * n_symbols + panel.symbol_code
             xs = CrossSection(
-                cell=time_code * len(panel.symbols) + panel.symbol_code,
+                cell=cell,
                 n_times=n_times,
-                n_symbols=len(panel.symbols),
+                n_symbols=n_symbols,
                 quote_volume=candles["quote_volume"].to_numpy(dtype=np.float64),
                 features={f.name: block[i] for i, f in own},
             )

@@ -27,7 +27,7 @@ def _sorted(grid: np.ndarray, *, with_order: bool) -> tuple[np.ndarray | None, n
     seven times slower. Values are finite, so the first `count` sorted entries are the present ones.
     """
     present = ~np.isnan(grid)
-    count = np.count_nonzero(present, axis=1)
+    count = np.add.reduce(present.view(np.uint8), axis=1, dtype=np.int64)
     work = np.where(present, grid, np.inf)
     if with_order:
         # Flat indices instead of take_/put_along_axis, which build an index grid per call.
@@ -37,18 +37,22 @@ def _sorted(grid: np.ndarray, *, with_order: bool) -> tuple[np.ndarray | None, n
     return None, np.sort(work, axis=1), count
 
 
-def _pct_rank_rows(grid: np.ndarray) -> np.ndarray:
-    """Percentile rank within each row, 0..1 (ties share their mean rank); 0.5 for a lone value."""
+def _pct_rank_rows(grid: np.ndarray, out: np.ndarray) -> None:
+    """Percentile rank within each row of `grid`, 0..1, into `out` (ties share their mean rank; 0.5
+    for a lone value; NaN where absent)."""
     flat, values, count = _sorted(grid, with_order=True)
     n_cols = grid.shape[1]
-    columns = np.arange(n_cols)
-    # Equal values are adjacent once sorted and take the mean of their positions; only the rows
-    # with ties among their present values pay for it.
-    equal = values[:, 1:] == values[:, :-1]
-    equal &= columns[1:] < count[:, None]
-    tied = np.flatnonzero(equal.any(axis=1))
-    position = np.empty(grid.shape)
-    position[:] = columns
+    columns = np.arange(n_cols, dtype=np.float64)
+    scale = np.where(count > 1, count - 1, np.nan)[:, None]
+    # A sorted entry's rank is its position, or where equal values are adjacent the mean of their
+    # positions: only the rows with ties among their present values pay for that.
+    sorted_flat = values.reshape(-1)
+    pair = np.flatnonzero(sorted_flat[1:] == sorted_flat[:-1]) + 1  # flat index of the second
+    row, column = np.divmod(pair, n_cols)
+    tied = np.unique(row[(column > 0) & (column < count[row])])
+    pct = columns / scale
+    pct[count == 1, 0] = 0.5
+    pct[columns >= count[:, None]] = np.nan  # absent symbols, sorted last, get no rank
     if tied.size:
         sub = values[tied]
         starts = np.ones(sub.shape, dtype=bool)
@@ -57,17 +61,15 @@ def _pct_rank_rows(grid: np.ndarray) -> np.ndarray:
         ends[:, :-1] = starts[:, 1:]
         first = np.maximum.accumulate(np.where(starts, columns, 0), axis=1)
         last = np.minimum.accumulate(np.where(ends, columns, n_cols)[:, ::-1], axis=1)[:, ::-1]
-        position[tied] = (first + last) / 2.0
-    pct = position / np.where(count > 1, count - 1, np.nan)[:, None]
-    pct[count == 1, 0] = 0.5
-    pct[position >= count[:, None]] = np.nan  # absent symbols, sorted last, get no rank
-    ranks = np.empty(grid.shape)
-    ranks.reshape(-1)[flat] = pct
-    return ranks
+        position = (first + last) / 2.0
+        tied_pct = position / scale[tied]
+        tied_pct[position >= count[tied, None]] = np.nan
+        pct[tied] = tied_pct
+    out.reshape(-1)[flat] = pct
 
 
-def _row_means(grid: np.ndarray) -> np.ndarray:
-    """Mean of each row's present values, summed in sorted order (NaN for an empty row).
+def _row_means(grid: np.ndarray, out: np.ndarray) -> None:
+    """Mean of each row's present values into `out`, summed in sorted order (NaN for an empty row).
 
     Sorting first makes the sum independent of which other (absent) symbols the grid has columns
     for, so adding a symbol to the input never changes another time's mean by a bit.
@@ -75,29 +77,35 @@ def _row_means(grid: np.ndarray) -> np.ndarray:
     _, values, count = _sorted(grid, with_order=False)
     values[np.arange(grid.shape[1]) >= count[:, None]] = 0.0
     total = values.sum(axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    out[:] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _by_chunks(grid: np.ndarray, per_chunk: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    parts = [per_chunk(grid[a : a + _CHUNK_ROWS]) for a in range(0, grid.shape[0], _CHUNK_ROWS)]
-    return np.concatenate(parts) if parts else np.zeros((0, *grid.shape[1:]))
+def _by_chunks(
+    grid: np.ndarray, per_chunk: Callable[[np.ndarray, np.ndarray], None], *, rows_only: bool
+) -> np.ndarray:
+    """``per_chunk(rows, out)`` over blocks of `grid`'s rows; `out` is the block's slice of the result
+    (one value per row if `rows_only`, else one per cell)."""
+    out = np.empty(grid.shape[:1] if rows_only else grid.shape)
+    for a in range(0, grid.shape[0], _CHUNK_ROWS):
+        per_chunk(grid[a : a + _CHUNK_ROWS], out[a : a + _CHUNK_ROWS])
+    return out
 
 
 def rank(xs: CrossSection, *, feature: str) -> np.ndarray:
     """Percentile rank of the per-symbol feature `feature` among the symbols at the same open time."""
-    return xs.per_row(_by_chunks(xs.grid(xs.features[feature]), _pct_rank_rows))
+    return xs.per_row(_by_chunks(xs.grid(xs.features[feature]), _pct_rank_rows, rows_only=False))
 
 
 def rank_quote_volume(xs: CrossSection) -> np.ndarray:
     """Percentile rank of the bar's quote volume (USDT traded) among the symbols at that open time."""
-    return xs.per_row(_by_chunks(xs.grid(xs.quote_volume), _pct_rank_rows))
+    return xs.per_row(_by_chunks(xs.grid(xs.quote_volume), _pct_rank_rows, rows_only=False))
 
 
 def demeaned(xs: CrossSection, *, feature: str) -> np.ndarray:
     """`feature` minus its mean over the symbols at the same open time."""
     values = xs.features[feature]
-    means = _by_chunks(xs.grid(values), _row_means)
-    return values - means[xs.cell // xs.n_symbols]
+    means = _by_chunks(xs.grid(values), _row_means, rows_only=True)
+    return values - xs.per_row_of_time(means)
 
 
 def _reference_moments(c: Candles, window: int) -> tuple[np.ndarray, ...]:
