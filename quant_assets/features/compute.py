@@ -1,10 +1,16 @@
 """``compute_features``: candles of any number of symbols in, one row of every feature per candle out.
 
 How it runs: the frame is split into symbols (each symbol's bars in open_time order, whatever the
-input order), every per-symbol feature is computed on each symbol's contiguous arrays in a small
-thread pool (NumPy and TA-Lib release the GIL, and one symbol's arrays stay in cache), then the
-cross-sectional features run once over all rows. Results are written straight into one
+input order); worker threads take one symbol at a time, check its candles and compute every
+per-symbol feature on its contiguous arrays (NumPy and TA-Lib release the GIL, and one symbol's
+arrays stay in cache), while the calling thread lays out the cross-section; then the workers
+compute the cross-sectional features, one feature each. Results are written straight into one
 feature-major float64 block that becomes the output frame without another copy.
+
+Why threads and not processes: the output (1.7 GB for 100 symbols x 90 days) would have to live
+in shared memory, whose 4 kB pages cost this VM ~0.9 s to fault in, against ~0.08 s for the
+private huge pages NumPy gets. What limits two threads (1.4x on 2 cores, measured): the GIL
+changing hands at each NumPy call (~1,500 per symbol), and the two cores sharing memory bandwidth.
 """
 
 from __future__ import annotations
@@ -340,7 +346,7 @@ def compute_features(candles: pd.DataFrame, *, workers: int | None = None) -> pd
                 cell=cell,
                 n_times=n_times,
                 n_symbols=n_symbols,
-                quote_volume=candles["quote_volume"].to_numpy(dtype=np.float64),
+                quote_volume=candles["quote_volume"].to_numpy(dtype=np.float64, na_value=np.nan),
                 features={f.name: block[i] for i, f in own},
             )
         pool.wait(symbols_done)
