@@ -108,7 +108,7 @@ class Timing:
 
 
 def timed(fn: Callable[[], object], repeat: int) -> Timing:
-    """One untimed-for-best run, then the best (lowest wall) of `repeat` runs.
+    """A first run (timed apart: it pays for fresh memory), then the best (lowest wall) of `repeat` runs.
 
     CPU seconds add up over threads; next to wall time they show how much the second core helped,
     and they are what to compare when other processes share the machine.
@@ -183,7 +183,7 @@ def main() -> None:
     print()
     print(f"ratio compute_features / TA-Lib alone, wall: {full.best / talib_time.best:.2f} (target <= 3)")
     print(f"ratio compute_features / TA-Lib alone, CPU:  {full.cpu / talib_time.cpu:.2f}")
-    print(f"threads: {serial.best / full.best:.2f}x faster than 1 worker")
+    print(f"speed-up of the workers over 1 worker: {serial.best / full.best:.2f}x")
     print(f"one daily partition: {day.best:.2f} s (target <= 5 s)")
 
 
