@@ -7,7 +7,7 @@ from quant_assets.defs.partitions import ohlcv_partitions, split_ohlcv_key
 from quant_assets.defs.resources import BinanceResource, LakeResource
 from quant_assets.errors import InvalidSymbolError
 from quant_assets.ohlcv_collect import SymbolDay, collect_ohlcv
-from quant_assets.progress import format_progress, throttled
+from quant_assets.progress import throttled
 from quant_assets.quality import CheckOutcome, check_ohlcv_partition
 from quant_assets.store.lake import WriteResult
 
@@ -124,6 +124,3 @@ def ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, binance: Binanc
             metadata={"failed_partitions": dg.MetadataValue.json(failed), **run_summary},
             allow_retries=False,
         )
-
-
-__all__ = ["format_progress", "ohlcv"]
