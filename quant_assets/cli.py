@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Sequence
 
+from quant_assets.errors import QuantAssetsError
 from quant_assets.settings import Settings
 
 DEMO_QUERY = (
@@ -50,13 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("quant_assets").setLevel(logging.INFO)
-    if args.command == "simulator":
-        return _simulator(args.port, args.weight_limit)
-    if args.command == "demo":
-        return _demo(symbols=args.symbols, days=args.days)
-    if args.command == "backfill":
-        return _backfill(days=args.days, end=args.end, symbols=args.symbols)
-    return _catalog(force=args.force)
+    try:
+        if args.command == "simulator":
+            return _simulator(args.port, args.weight_limit)
+        if args.command == "demo":
+            return _demo(symbols=args.symbols, days=args.days)
+        if args.command == "backfill":
+            return _backfill(days=args.days, end=args.end, symbols=args.symbols)
+        return _catalog(force=args.force)
+    except QuantAssetsError as error:  # bad input or configuration: say what, no traceback
+        print(f"quant-assets {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 def _simulator(port: int, weight_limit: int | None) -> int:

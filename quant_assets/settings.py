@@ -71,7 +71,7 @@ class Settings:
         return cls(
             data_dir=Path(get("QT_DATA_DIR") or "./data"),
             max_symbols=_positive_int("QT_MAX_SYMBOLS", get("QT_MAX_SYMBOLS")),
-            universe=get("QT_UNIVERSE") or "l1l2-top",
+            universe=_one_of("QT_UNIVERSE", get("QT_UNIVERSE"), UNIVERSE_RULES),
             universe_refresh_hours=_positive_int(
                 "QT_UNIVERSE_REFRESH_HOURS", get("QT_UNIVERSE_REFRESH_HOURS")
             ),
@@ -85,8 +85,22 @@ class Settings:
             bybit_api_url=_url("QT_BYBIT_API_URL", get("QT_BYBIT_API_URL")),
             okx_api_url=_url("QT_OKX_API_URL", get("QT_OKX_API_URL")),
             binance_archive_url=_url("QT_BINANCE_ARCHIVE_URL", get("QT_BINANCE_ARCHIVE_URL")),
-            venues=tuple(v.strip() for v in (get("QT_VENUES") or "binance").split(",") if v),
+            venues=tuple(
+                _one_of("QT_VENUES", v.strip(), COLLECTED_VENUES)
+                for v in (get("QT_VENUES") or "binance").split(",")
+                if v
+            ),
         )
+
+
+UNIVERSE_RULES = ("l1l2-top",)  # the rules quant_assets.universe implements
+COLLECTED_VENUES = ("binance",)  # venues with a collector today (Bybit and OKX: not yet)
+
+
+def _one_of(name: str, raw: str | None, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(allowed)}")
+    return raw
 
 
 def _positive_int(name: str, raw: str | None) -> int:

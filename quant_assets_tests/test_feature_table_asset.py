@@ -135,3 +135,34 @@ def test_the_sensor_requests_one_run_per_range_of_days(
     assert [dict(r.tags) for r in result.run_requests] == [
         {RANGE_START: str(yesterday - dt.timedelta(days=2)), RANGE_END: str(yesterday)}
     ]
+
+
+def test_new_candles_rebuild_the_later_days_they_warm_up(
+    built: tuple[dg.DagsterInstance, dict], sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    instance, resources = built
+    with dg.build_sensor_context(instance=instance) as context:
+        first = feature_table_sensor(context)
+    assert isinstance(first, dg.SensorResult)
+    early = yesterday - dt.timedelta(days=2)
+    materialize_range(ohlcv, instance, resources, ["ETHUSDT"], early, early)  # a late correction
+    with dg.build_sensor_context(instance=instance, cursor=first.cursor) as context:
+        second = feature_table_sensor(context)
+    assert isinstance(second, dg.SensorResult)
+    # yesterday's features were built and read `early` as warm-up: they are rebuilt too.
+    assert [dict(r.tags) for r in second.run_requests] == [
+        {RANGE_START: str(early), RANGE_END: str(yesterday)}
+    ]
+
+
+def test_the_sensor_waits_while_any_ohlcv_run_is_in_flight(built: tuple[dg.DagsterInstance, dict]) -> None:
+    instance, _ = built
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB",  # what a UI or CLI materialization runs as
+            status=dg.DagsterRunStatus.STARTED,
+            tags={RANGE_START: "2026-11-20|BTCUSDT", RANGE_END: "2026-11-21|ETHUSDT"},
+        )
+    )
+    with dg.build_sensor_context(instance=instance) as context:
+        assert isinstance(feature_table_sensor(context), dg.SkipReason)

@@ -300,3 +300,27 @@ def test_cli_backfill_is_one_run_and_names_what_failed(
     assert "Invalid symbol" in done.stdout
     assert "symbol-days, " in done.stderr  # progress lines: symbol-days, candles, requests, weight, ETA
     assert "ETA" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--symbols", "btc"], "refusing symbol 'btc'"),
+        (["--days", "3", "--end", "2026-01-01", "--symbols", "BTCUSDT"], None),
+        (["--days", "2", "--end", "2025-06-01", "--symbols", "BTCUSDT"], "all fall before 2026-01-01"),
+    ],
+)
+def test_cli_backfill_refuses_bad_input_without_a_traceback(
+    cli_env: dict[str, str], args: list[str], message: str | None
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "quant_assets.cli", "backfill", *args],
+        env=cli_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr
+    if message is None:  # a window reaching before the first partition is clipped to it
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "1 symbol-days in 1 runs, ok" in done.stdout
+    else:
+        assert done.returncode == 2
+        assert message in done.stderr

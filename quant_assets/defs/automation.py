@@ -24,6 +24,7 @@ from quant_assets.defs.partitions import (
     symbol_partitions,
 )
 from quant_assets.defs.resources import CollectionConfig, LakeResource
+from quant_assets.feature_store import warmup_days
 from quant_assets.ohlcv_collect import consecutive_runs
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -123,6 +124,24 @@ def ohlcv_sensor(
     return dg.SensorResult(run_requests=requests, cursor=str(max(r.storage_id for r in records)))
 
 
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def ohlcv_runs_in_flight(instance: dg.DagsterInstance) -> int:
+    """Runs not finished yet that write ``ohlcv``, however they were launched.
+
+    Sensor runs are ``ohlcv_job``; the CLI, ``materialize()`` and the UI launch implicit asset jobs,
+    so those are recognised by their partition tags: only ``ohlcv`` has ``date|symbol`` keys.
+    """
+    runs = instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT), limit=1_000)
+    return sum(
+        1
+        for run in runs
+        if run.job_name == ohlcv_job.name
+        or any("|" in run.tags.get(tag, "") for tag in (RANGE_START, "dagster/partition"))
+    )
+
+
 @dg.sensor(
     job=feature_table_job,
     minimum_interval_seconds=120,
@@ -133,12 +152,7 @@ def feature_table_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
 
     One run per range of consecutive days: a 90-day backfill of candles costs one run here too.
     """
-    busy = context.instance.get_runs_count(
-        dg.RunsFilter(
-            job_name=ohlcv_job.name,
-            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
-        )
-    )
+    busy = ohlcv_runs_in_flight(context.instance)
     if busy:
         return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
     after = int(json.loads(context.cursor or "{}").get("after", 0))
@@ -150,7 +164,21 @@ def feature_table_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     if not records:
         return dg.SkipReason("no new ohlcv partitions")
     newest = max(r.storage_id for r in records)
-    days = {split_ohlcv_key(r.partition_key or "")[1] for r in records}
+    changed = {split_ohlcv_key(r.partition_key or "")[1] for r in records}
+    # A day's candles are also the warm-up of the features of the days after it: rebuild those, up
+    # to the warm-up's reach and no later than the last day that has features already.
+    built = [
+        dt.date.fromisoformat(k)
+        for k in context.instance.get_materialized_partitions(dg.AssetKey("feature_table"))
+    ]
+    last_built = max(built, default=dt.date.min)
+    reach = warmup_days()
+    days = changed | {
+        d + dt.timedelta(days=k)
+        for d in changed
+        for k in range(1, reach + 1)
+        if d + dt.timedelta(days=k) <= last_built
+    }
     requests = [
         dg.RunRequest(
             run_key=f"feature_table-{first}-{last}-{newest}",

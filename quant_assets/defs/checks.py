@@ -62,7 +62,7 @@ def emit_partition_checks(
     for name in check_names:
         yield dg.AssetCheckResult(
             check_name=name,
-            passed=not failing[name],
+            passed=bool(outcomes_by_partition) and not failing[name],  # nothing checked is no pass
             severity=SEVERITY[severity[name]],
             description=(
                 f"{len(outcomes_by_partition) - len(failing[name])} of {len(outcomes_by_partition)} "

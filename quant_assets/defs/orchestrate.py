@@ -16,7 +16,13 @@ import dagster as dg
 import pandas as pd
 
 from quant_assets.defs.automation import RANGE_END, RANGE_START, ohlcv_rectangles
-from quant_assets.defs.partitions import last_complete_day, ohlcv_key, split_ohlcv_key, symbol_partitions
+from quant_assets.defs.partitions import (
+    START_DATE,
+    last_complete_day,
+    ohlcv_key,
+    split_ohlcv_key,
+    symbol_partitions,
+)
 from quant_assets.defs.resources import build_resources
 from quant_assets.errors import QuantAssetsError
 from quant_assets.settings import Settings
@@ -50,10 +56,9 @@ TERMINAL_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}
 
 def default_instance() -> dg.DagsterInstance:
     """The ``$DAGSTER_HOME`` instance if configured, else an ephemeral one (nothing persists)."""
-    try:
+    if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
-    except dg.DagsterInvariantViolationError:
-        return dg.DagsterInstance.ephemeral()
+    return dg.DagsterInstance.ephemeral()
 
 
 def _assets() -> list[dg.AssetsDefinition]:
@@ -95,7 +100,10 @@ def backfill_ohlcv(
         wanted = list(instance.get_dynamic_partitions(symbol_partitions.name))
     if not wanted:
         raise QuantAssetsError("no symbols to backfill: materialize coin_universe first, or pass --symbols")
-    window = [end - dt.timedelta(days=i) for i in range(days)]
+    first_day = dt.date.fromisoformat(START_DATE)
+    window = [end - dt.timedelta(days=i) for i in range(days) if end - dt.timedelta(days=i) >= first_day]
+    if not window:
+        raise QuantAssetsError(f"nothing to collect: {days} days up to {end} all fall before {START_DATE}")
     have = (
         {split_ohlcv_key(k) for k in instance.get_materialized_partitions(dg.AssetKey("ohlcv"))}
         if only_missing
