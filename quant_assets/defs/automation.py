@@ -24,6 +24,7 @@ from quant_assets.defs.partitions import (
     symbol_partitions,
 )
 from quant_assets.defs.resources import CollectionConfig, LakeResource
+from quant_assets.errors import StoreError
 from quant_assets.feature_store import warmup_days
 from quant_assets.ohlcv_collect import consecutive_runs
 
@@ -78,11 +79,17 @@ def ohlcv_rectangles(
     return rectangles
 
 
-def range_run_request(first: dt.date, last: dt.date, symbols: Sequence[str], *, reason: str) -> dg.RunRequest:
-    """One run of ``ohlcv`` over days [first, last] x the contiguous symbol block `symbols`."""
+def range_run_request(
+    first: dt.date, last: dt.date, symbols: Sequence[str], *, reason: str, attempt: str = ""
+) -> dg.RunRequest:
+    """One run of ``ohlcv`` over days [first, last] x the contiguous symbol block `symbols`.
+
+    `attempt` goes into the run key, so the same rectangle asked for again later (after a failed
+    run, by a new snapshot) is launched again rather than deduplicated away.
+    """
     start, end = ohlcv_key(symbols[0], first), ohlcv_key(symbols[-1], last)
     return dg.RunRequest(
-        run_key=f"ohlcv-{start}-{end}",
+        run_key=f"ohlcv-{start}-{end}-{attempt}",
         job_name=ohlcv_job.name,
         tags={RANGE_START: str(start), RANGE_END: str(end), "quant_assets/reason": reason},
     )
@@ -108,7 +115,10 @@ def ohlcv_sensor(
     newest = max(records, key=lambda r: r.partition_key or "")
     snapshot_day = dt.date.fromisoformat(newest.partition_key or "")
     store = lake.lake()
-    universe = store.read("coin_universe", date=snapshot_day)["symbol"].tolist()
+    try:
+        universe = store.read("coin_universe", date=snapshot_day)["symbol"].tolist()
+    except StoreError as error:  # e.g. the daemon and the run see different QT_DATA_DIRs
+        return dg.SkipReason(f"coin_universe {snapshot_day} is recorded but not readable here: {error}")
     last = min(snapshot_day, last_complete_day())
     first = last - dt.timedelta(days=collection.lookback_days - 1)
     first = max(first, dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d")))
@@ -117,7 +127,7 @@ def ohlcv_sensor(
     missing = [(s, d) for s in universe for d in days if (s, d) not in have]
     order = context.instance.get_dynamic_partitions(symbol_partitions.name)
     requests = [
-        range_run_request(a, b, symbols, reason=f"universe {snapshot_day}")
+        range_run_request(a, b, symbols, reason=f"universe {snapshot_day}", attempt=str(newest.storage_id))
         for a, b, symbols in ohlcv_rectangles(missing, order)
     ]
     context.log.info(f"{len(missing)} missing symbol-days -> {len(requests)} runs")
