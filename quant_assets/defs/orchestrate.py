@@ -87,10 +87,6 @@ def backfill_ohlcv(
     """
     instance = instance or default_instance()
     end = end or last_complete_day()
-    # One "planned" event per asset instead of one per partition: on SQLite, 9,000 of them cost
-    # about 135 s before the run starts. The price: a failed run does not mark its partitions
-    # failed in the UI; the run's failure (and this command's output) names them instead.
-    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     if symbols is not None:
         wanted = [checked_symbol(s) for s in symbols]
         new = [s for s in wanted if not instance.has_dynamic_partition(symbol_partitions.name, s)]
