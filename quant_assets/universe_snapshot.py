@@ -36,6 +36,7 @@ class UniverseSnapshot:
     """A universe snapshot with the story of how it was made."""
 
     result: UniverseResult
+    point_in_time: bool = True  # False: an older day built from today's market data
     warnings: list[str] = field(default_factory=list)
     coingecko_error: str | None = None
 
@@ -57,7 +58,8 @@ def take_universe_snapshot(
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     fetched_at = now.replace(tzinfo=None)
     warnings: list[str] = []
-    if snapshot_date < now.date() - dt.timedelta(days=1):
+    point_in_time = snapshot_date >= now.date() - dt.timedelta(days=1)
+    if not point_in_time:
         warnings.append(
             f"snapshot for {snapshot_date} built from market data fetched at {now:%Y-%m-%d %H:%M} UTC: "
             "CoinGecko's markets endpoint has no history, so this universe is not point-in-time"
@@ -81,7 +83,9 @@ def take_universe_snapshot(
             snapshot_date=snapshot_date,
             fetched_at=fetched_at,
         )
-        return UniverseSnapshot(result=result, warnings=warnings, coingecko_error=str(error))
+        return UniverseSnapshot(
+            result=result, point_in_time=point_in_time, warnings=warnings, coingecko_error=str(error)
+        )
     excluded_ids: dict[str, set[str]] = {}
     for category in EXCLUDED_CATEGORIES:
         try:
@@ -99,4 +103,4 @@ def take_universe_snapshot(
         snapshot_date=snapshot_date,
         fetched_at=fetched_at,
     )
-    return UniverseSnapshot(result=result, warnings=warnings)
+    return UniverseSnapshot(result=result, point_in_time=point_in_time, warnings=warnings)

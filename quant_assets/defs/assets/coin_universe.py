@@ -69,7 +69,7 @@ def coin_universe(
             "rejected_symbols": dg.MetadataValue.json(list(result.rejected_symbols)),
             "excluded": len(result.excluded),
             "warnings": dg.MetadataValue.json(snapshot.warnings),
-            "point_in_time": not any("not point-in-time" in w for w in snapshot.warnings),
+            "point_in_time": snapshot.point_in_time,
             "path": dg.MetadataValue.path(str(written.path)),
             "sha256": written.sha256,
             "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
