@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import dagster as dg
 
 from quant_assets.defs.partitions import (
-    daily_partitions,
+    START_DATE,
     last_complete_day,
     ohlcv_key,
     split_ohlcv_key,
@@ -121,7 +121,7 @@ def ohlcv_sensor(
         return dg.SkipReason(f"coin_universe {snapshot_day} is recorded but not readable here: {error}")
     last = min(snapshot_day, last_complete_day())
     first = last - dt.timedelta(days=collection.lookback_days - 1)
-    first = max(first, dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d")))
+    first = max(first, dt.date.fromisoformat(START_DATE))
     have = {split_ohlcv_key(k) for k in context.instance.get_materialized_partitions(dg.AssetKey("ohlcv"))}
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     missing = [(s, d) for s in universe for d in days if (s, d) not in have]

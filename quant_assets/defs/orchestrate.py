@@ -97,7 +97,7 @@ def backfill_ohlcv(
     if not wanted:
         raise QuantAssetsError("no symbols to backfill: materialize coin_universe first, or pass --symbols")
     first_day = dt.date.fromisoformat(START_DATE)
-    window = [end - dt.timedelta(days=i) for i in range(days) if end - dt.timedelta(days=i) >= first_day]
+    window = [day for i in range(days) if (day := end - dt.timedelta(days=i)) >= first_day]
     if not window:
         raise QuantAssetsError(f"nothing to collect: {days} days up to {end} all fall before {START_DATE}")
     have = (

@@ -65,9 +65,10 @@ def feature_table(context: dg.AssetExecutionContext, lake: LakeResource):  # noq
             failed[str(day)] = f"no candles stored for {day}: materialize ohlcv for that day first"
             continue
         features, labels, _ = write_feature_day(store, built)
-        # The day before had no future for its last 48 bars when it was built; now it has one.
+        # The day before had no future for its last 48 bars when it was built alone; now it has
+        # one. Inside this run it was just built with this day's candles already stored.
         previous = day - dt.timedelta(days=1)
-        if store.path("labels", date=previous).exists():
+        if previous not in days and store.path("labels", date=previous).exists():
             store.write("labels", build_labels(store, previous), date=previous)
         stored_hash = store.file_metadata("features", date=day).get(SCHEMA_HASH_KEY)
         outcomes[str(day)] = [
