@@ -23,16 +23,23 @@ def materialization(instance: dg.DagsterInstance, day: dt.date) -> dict[str, obj
     return {k: v.value for k, v in record.asset_materialization.metadata.items()}
 
 
+def snapshot(
+    instance: dg.DagsterInstance, sim: Simulator, data_dir: Path, day: dt.date, **env: str
+) -> dg.ExecuteInProcessResult:
+    """One materialization of `coin_universe` for `day` against the simulator."""
+    return dg.materialize(
+        [coin_universe],
+        instance=instance,
+        resources=resources_for(sim, data_dir, **env),
+        partition_key=str(day),
+    )
+
+
 def test_snapshot_lands_in_the_view_and_registers_symbol_partitions(
     sim: Simulator, tmp_path: Path, yesterday: dt.date
 ) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [coin_universe],
-        instance=instance,
-        resources=resources_for(sim, tmp_path),
-        partition_key=str(yesterday),
-    )
+    result = snapshot(instance, sim, tmp_path, yesterday)
     assert result.success
     rows = query(tmp_path, "SELECT rank, symbol, source FROM coin_universe ORDER BY rank")
     assert len(rows) == 10
@@ -51,18 +58,8 @@ def test_snapshot_lands_in_the_view_and_registers_symbol_partitions(
 def test_changes_against_the_previous_snapshot(sim: Simulator, tmp_path: Path, yesterday: dt.date) -> None:
     instance = dg.DagsterInstance.ephemeral()
     before = yesterday - dt.timedelta(days=1)
-    dg.materialize(
-        [coin_universe],
-        instance=instance,
-        resources=resources_for(sim, tmp_path, QT_MAX_SYMBOLS="6"),
-        partition_key=str(before),
-    )
-    dg.materialize(
-        [coin_universe],
-        instance=instance,
-        resources=resources_for(sim, tmp_path, QT_MAX_SYMBOLS="8"),
-        partition_key=str(yesterday),
-    )
+    snapshot(instance, sim, tmp_path, before, QT_MAX_SYMBOLS="6")
+    snapshot(instance, sim, tmp_path, yesterday, QT_MAX_SYMBOLS="8")
     small = {
         r[0] for r in query(tmp_path, "SELECT symbol FROM coin_universe WHERE snapshot_date = ?", [before])
     }
@@ -81,12 +78,7 @@ def test_coingecko_down_falls_back_to_binance_ranking(
 ) -> None:
     sim.faults.coingecko_down(503)
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [coin_universe],
-        instance=instance,
-        resources=resources_for(sim, tmp_path),
-        partition_key=str(yesterday),
-    )
+    result = snapshot(instance, sim, tmp_path, yesterday)
     assert result.success
     rows = query(tmp_path, "SELECT symbol, source, coingecko_id FROM coin_universe")
     assert len(rows) == 10
@@ -105,12 +97,7 @@ def test_hostile_symbol_is_skipped_and_listed(
     sim.faults.add_symbol(hostile)
     sim.faults.coingecko_down(503)  # the fallback ranks every listed perpetual, so the name is a candidate
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [coin_universe],
-        instance=instance,
-        resources=resources_for(sim, tmp_path),
-        partition_key=str(yesterday),
-    )
+    result = snapshot(instance, sim, tmp_path, yesterday)
     assert result.success
     meta = materialization(instance, yesterday)
     assert hostile in meta["rejected_symbols"]
@@ -124,9 +111,7 @@ def test_an_older_day_says_it_is_not_point_in_time(
 ) -> None:
     instance = dg.DagsterInstance.ephemeral()
     old_day = yesterday - dt.timedelta(days=10)
-    dg.materialize(
-        [coin_universe], instance=instance, resources=resources_for(sim, tmp_path), partition_key=str(old_day)
-    )
+    snapshot(instance, sim, tmp_path, old_day)
     meta = materialization(instance, old_day)
     assert meta["point_in_time"] is False
     assert any("not point-in-time" in w for w in meta["warnings"])
