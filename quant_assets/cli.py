@@ -118,10 +118,14 @@ def _catalog(*, force: bool) -> int:
     from quant_assets.store.lake import Lake
 
     lake = Lake(Settings.from_env().data_dir)
+    rewritten = lake.strip_path_columns()  # files of the older layout, so pandas reads the lake
     days = {dt.date.fromisoformat(p.stem.removeprefix("date=")) for p in lake.files("ohlcv")}
     lake.compact_ohlcv(days)
     created = Catalog(lake).ensure_views(force=force)
-    print(f"compacted {len(days)} days; views (re)created: {created or 'none needed'}")
+    print(
+        f"rewrote {len(rewritten)} files of the older layout; compacted {len(days)} days; "
+        f"views (re)created: {created or 'none needed'}"
+    )
     return 0
 
 

@@ -19,6 +19,7 @@ import requests
 
 from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.simulator import Simulator
+from quant_assets.store.lake import Lake
 from quant_assets_tests.dagster_helpers import check_evaluations, materialize_range, query, resources_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
@@ -58,7 +59,8 @@ def served_closed_candles(sim: Simulator, symbol: str, day: dt.date) -> pd.DataF
 
 
 def stored(data_dir: Path, symbol: str, day: dt.date) -> pd.DataFrame:
-    return pd.read_parquet(data_dir / f"lake/ohlcv/exchange=binance/symbol={symbol}/date={day}.parquet")
+    """One stored partition, its path's keys (exchange, symbol) as columns."""
+    return Lake(data_dir).read("ohlcv", exchange="binance", symbol=symbol, date=day)
 
 
 def digest(data_dir: Path) -> dict[str, str]:

@@ -15,9 +15,14 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
+from quant_assets import cli
 from quant_assets.errors import InvalidSymbolError, StoreError
+from quant_assets.store import schemas
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 
@@ -186,3 +191,93 @@ def test_read_ohlcv_returns_the_half_open_window(tmp_path: Path) -> None:
     assert len(frame) == 24
     assert frame["open_time"].min() == pd.Timestamp("2026-11-23 23:00")
     assert frame["open_time"].max() == pd.Timestamp("2026-11-24 00:55")
+
+
+def old_layout_file(path: Path, frame: pd.DataFrame) -> None:
+    """Write `frame` as the lake did before the hive keys left the files: every OHLCV column inside."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False).cast(schemas.OHLCV)
+    pq.write_table(table.replace_schema_metadata(None), path, compression="zstd")
+
+
+def test_hive_keys_live_in_the_path_and_reads_put_them_back(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    frame = candles("BTCUSDT", DAY)
+    written = lake.write("ohlcv", frame, exchange="binance", symbol="BTCUSDT", date=DAY)
+    lake.compact_ohlcv([DAY])
+    assert "exchange" not in pq.read_schema(written.path).names
+    assert "symbol" not in pq.read_schema(written.path).names
+    daily = lake.path("ohlcv_daily", exchange="binance", date=DAY)
+    assert pq.read_schema(daily).names == [n for n in schemas.OHLCV.names if n != "exchange"]
+    got = lake.read("ohlcv", exchange="binance", symbol="BTCUSDT", date=DAY)
+    pd.testing.assert_frame_equal(got, frame.astype({"trades": "int64"}), check_dtype=False)
+    assert list(got.columns) == list(schemas.OHLCV.names)
+    window = lake.read_ohlcv(symbols=None, start=dt.datetime(2026, 11, 23), end=dt.datetime(2026, 11, 24))
+    assert list(window.columns) == list(schemas.OHLCV.names)
+    assert set(window["exchange"]) == {"binance"}
+    assert len(window) == 288
+
+
+def test_a_row_of_another_symbol_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    mixed = pd.concat([candles("BTCUSDT", DAY), candles("ETHUSDT", DAY).head(1)])
+    with pytest.raises(StoreError, match=r"symbol=BTCUSDT cannot hold rows with symbol \['ETHUSDT'\]"):
+        lake.write("ohlcv", mixed, exchange="binance", symbol="BTCUSDT", date=DAY)
+    with pytest.raises(StoreError, match=r"exchange=binance cannot hold rows with exchange \['bybit'\]"):
+        lake.write(
+            "ohlcv",
+            candles("BTCUSDT", DAY).assign(exchange="bybit"),
+            exchange="binance",
+            symbol="BTCUSDT",
+            date=DAY,
+        )
+    assert lake.files("ohlcv") == []
+
+
+def test_every_table_reads_with_pandas_and_pyarrow_and_matches_its_view(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    for day in (DAY, DAY + dt.timedelta(days=1)):
+        for i, symbol in enumerate(["BTCUSDT", "1000PEPEUSDT"]):
+            lake.write("ohlcv", candles(symbol, day, seed=i), exchange="binance", symbol=symbol, date=day)
+        lake.compact_ohlcv([day])
+    with Catalog(lake).connect() as con:
+        view = con.sql("SELECT * FROM ohlcv ORDER BY symbol, open_time").df()
+    assert list(view.columns) == list(schemas.OHLCV.names)  # the contract's order, keys first
+    for table in ("ohlcv", "ohlcv_daily"):
+        by_pandas = pd.read_parquet(lake.root / table)
+        by_pyarrow = pads.dataset(lake.root / table, partitioning="hive").to_table().to_pandas()
+        for frame in (by_pandas, by_pyarrow):
+            assert sorted(frame.columns) == sorted(schemas.OHLCV.names)  # no key lost or repeated
+            frame = frame.astype({"exchange": str, "symbol": str})[view.columns]
+            frame = frame.sort_values(["symbol", "open_time"], ignore_index=True)
+            pd.testing.assert_frame_equal(frame, view, check_dtype=False)
+
+
+def test_an_older_lake_is_read_alike_and_the_catalog_command_rewrites_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = Lake(tmp_path)
+    frame = candles("ETHUSDT", DAY)
+    old_layout_file(lake.path("ohlcv", exchange="binance", symbol="ETHUSDT", date=DAY), frame)
+    old_layout_file(lake.path("ohlcv_daily", exchange="binance", date=DAY), frame)
+    with pytest.raises(pa.ArrowTypeError, match="Field exchange has incompatible types"):
+        pd.read_parquet(lake.root / "ohlcv")  # what users met before
+    expected = frame.astype({"trades": "int64"})
+    got = lake.read("ohlcv", exchange="binance", symbol="ETHUSDT", date=DAY)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    start = dt.datetime(2026, 11, 23)
+    window = lake.read_ohlcv(symbols=["ETHUSDT"], start=start, end=start + dt.timedelta(days=1))
+    pd.testing.assert_frame_equal(window, expected, check_dtype=False)
+    with Catalog(lake).connect() as con:
+        assert con.sql("SELECT exchange, symbol, count(*) FROM ohlcv GROUP BY ALL").fetchall() == [
+            ("binance", "ETHUSDT", 288)
+        ]
+
+    monkeypatch.setenv("QT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    assert cli.main(["catalog"]) == 0
+    assert len(pd.read_parquet(lake.root / "ohlcv")) == len(pd.read_parquet(lake.root / "ohlcv_daily")) == 288
+    rewritten = lake.path("ohlcv", exchange="binance", symbol="ETHUSDT", date=DAY)
+    fresh = Lake(tmp_path / "fresh").write("ohlcv", frame, exchange="binance", symbol="ETHUSDT", date=DAY)
+    assert sha(rewritten) == fresh.sha256  # the same bytes as written today
+    assert lake.strip_path_columns() == []  # nothing left to rewrite

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from quant_assets.store import schemas
-from quant_assets.store.lake import Lake
+from quant_assets.store.lake import TABLES, Lake
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,15 @@ class Catalog:
         if files:
             glob = self.lake.glob(view.table).replace("'", "''")
             options = ", union_by_name = true" if view.union_by_name else ""
-            source = f"SELECT * FROM read_parquet('{glob}'{options})"
+            columns = "*"
+            if keys := TABLES[view.table].path_keys:
+                # The files leave out the keys their directories carry (lake.py): read them from the
+                # path as strings, and list the columns in the contract's order.
+                types = ", ".join(f"'{key}': VARCHAR" for key in keys)
+                options += f", hive_partitioning = true, hive_types = {{{types}}}"
+                if view.schema is not None:
+                    columns = ", ".join(f'"{name}"' for name in view.schema.names)
+            source = f"SELECT {columns} FROM read_parquet('{glob}'{options})"
         elif view.schema is not None:
             columns = ", ".join(
                 f'CAST(NULL AS {_DUCKDB_TYPES[field.type]}) AS "{field.name}"' for field in view.schema

@@ -19,6 +19,15 @@ every symbol file written before it.
 Every write goes to a temporary name and is renamed into place (``os.replace``): a reader or a crash
 never sees half a file, and the previous version survives any failure. Files are written with fixed
 options from rows in a fixed order, so the same data gives the same bytes.
+
+A key carried by a directory of the path (hive style, ``exchange=binance/``) is not stored in the file
+too: pandas and pyarrow refuse a directory of files whose column repeats a hive key with another
+type (``pd.read_parquet("lake/ohlcv")`` failed with "Unable to merge: Field exchange has incompatible
+types"). The path is the one source of those columns; :meth:`Lake.read`, :meth:`Lake.read_ohlcv`
+and the catalog's views put them back. A key in the file name (``date=...parquet``) is no hive key:
+no reader parses file names, and every table keeps its date inside the rows where it has one.
+Files written before this layout still hold the key columns; every reader here accepts both, and
+:meth:`Lake.strip_path_columns` (run by ``quant-assets catalog``) rewrites them.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quant_assets.errors import StoreError
@@ -57,6 +67,19 @@ class TableSpec:
     template: str  # path under the lake root, with {key} placeholders
     sort_by: tuple[str, ...]
     schema: pa.Schema | None  # None: the schema comes with the data (features)
+
+    @property
+    def path_keys(self) -> tuple[str, ...]:
+        """The hive keys of the directories above a partition's file, e.g. ("exchange", "symbol")."""
+        directories = self.template.rpartition("/")[0]
+        return tuple(re.findall(r"([a-z_]+)=\{", directories))
+
+    def file_schema(self, schema: pa.Schema | None = None) -> pa.Schema | None:
+        """`schema` (default: the table's) without the path keys: the columns its files hold."""
+        full = schema if schema is not None else self.schema
+        if full is None:
+            return None
+        return pa.schema([field for field in full if field.name not in self.path_keys])
 
 
 TABLES: dict[str, TableSpec] = {
@@ -186,10 +209,14 @@ class Lake:
         """Write one partition of `table` atomically (see the module docstring).
 
         `schema` is needed only for tables whose columns are not fixed (``features``).
+        Columns named like a key of the path's directories (``exchange``, ``symbol`` of ``ohlcv``)
+        are checked against the key and left out of the file; a row of another symbol raises
+        :class:`StoreError` and writes nothing.
         """
         spec = _spec(table)
-        arrow = to_arrow(frame, schema or spec.schema, spec.sort_by, metadata)
-        return write_table_atomic(self.path(table, **keys), arrow)
+        path = self.path(table, **keys)
+        arrow = _without_path_columns(table, frame, {name: keys[name] for name in spec.path_keys})
+        return write_table_atomic(path, to_arrow(arrow, spec.file_schema(schema), spec.sort_by, metadata))
 
     def file_metadata(self, table: str, **keys: object) -> dict[str, str]:
         """The key-value metadata stored in one partition's file ({} when it has none)."""
@@ -200,8 +227,11 @@ class Lake:
         """Rebuild the read-optimised day file of each of `days` from that day's partition files.
 
         Holds an exclusive lock per day while it reads and writes, so concurrent writers of the same
-        day serialise. A day with no partition files loses its day file.
+        day serialise. A day with no partition files loses its day file. Each file's symbol comes
+        from its path (files of the older layout that also hold it are read alike).
         """
+        exchange = _clean_key("exchange", exchange)
+        daily = _spec("ohlcv_daily")
         results = []
         for day in sorted(set(days)):
             date = _clean_key("date", day)
@@ -211,20 +241,52 @@ class Lake:
                 if not sources:
                     target.unlink(missing_ok=True)
                     continue
-                merged = pa.concat_tables(pq.read_table(source, schema=schemas.OHLCV) for source in sources)
-                results.append(
-                    write_table_atomic(target, to_arrow(merged, schemas.OHLCV, ("symbol", "open_time")))
+                merged = pa.concat_tables(
+                    _with_path_columns(
+                        "ohlcv",
+                        pq.read_table(source),
+                        {"exchange": exchange, "symbol": source.parent.name.removeprefix("symbol=")},
+                    )
+                    for source in sources
                 )
+                arrow = to_arrow(merged.drop_columns(["exchange"]), daily.file_schema(), daily.sort_by)
+                results.append(write_table_atomic(target, arrow))
         return results
+
+    def strip_path_columns(self) -> list[Path]:
+        """Rewrite the files of the older layout, which repeat their path's hive keys as columns.
+
+        Each file keeps its rows, row order and key-value metadata, minus those columns; a file of
+        the current layout is not touched. Returns the files rewritten. Safe to run again, and while
+        runs write (each rewrite is atomic; a partition rewritten meanwhile by a run is already new).
+        """
+        rewritten = []
+        for spec in TABLES.values():
+            if not spec.path_keys:
+                continue
+            for path in self.files(spec.name):
+                stored = pq.read_schema(path)
+                extra = [name for name in spec.path_keys if name in stored.names]
+                if not extra:
+                    continue
+                table = pq.read_table(path)
+                write_table_atomic(path, table.drop_columns(extra).replace_schema_metadata(stored.metadata))
+                rewritten.append(path)
+        return rewritten
 
     # -- reads --------------------------------------------------------------------------------------
 
     def read(self, table: str, **keys: object) -> pd.DataFrame:
-        """Read one partition of `table`; raises :class:`StoreError` if it was never written."""
+        """Read one partition of `table`, its path keys restored as columns in the schema's order.
+
+        Raises :class:`StoreError` if it was never written.
+        """
+        spec = _spec(table)
         path = self.path(table, **keys)
         if not path.exists():
             raise StoreError(f"{table} partition {keys} has not been written ({path.name} missing)")
-        return pq.read_table(path).to_pandas()
+        clean = {name: _clean_key(name, keys[name]) for name in spec.path_keys}
+        return _with_path_columns(table, pq.read_table(path), clean).to_pandas()
 
     def read_ohlcv(
         self,
@@ -250,14 +312,20 @@ class Lake:
         if not paths:
             return pa.Table.from_batches([], schema=schemas.OHLCV).to_pandas()
         clean_symbols = [checked_symbol(s) for s in symbols] if symbols is not None else None
-        query = "SELECT * FROM read_parquet(?) WHERE open_time >= ? AND open_time < ?"
+        # The day files' directory gives `exchange`; a file of the older layout holding it too is
+        # read alike (DuckDB prefers the hive value).
+        query = (
+            "SELECT * FROM read_parquet(?, hive_partitioning = true, hive_types = {'exchange': VARCHAR}) "
+            "WHERE open_time >= ? AND open_time < ?"
+        )
         params: list[object] = [paths, start_utc, end_utc]
         if clean_symbols is not None:
             query += " AND list_contains(?, symbol)"
             params.append(clean_symbols)
         query += " ORDER BY symbol, open_time"
         with duckdb.connect() as con:
-            return con.sql(query, params=params).to_arrow_table().cast(schemas.OHLCV).to_pandas()
+            found = con.sql(query, params=params).to_arrow_table()
+        return found.select(schemas.OHLCV.names).cast(schemas.OHLCV).to_pandas()
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -271,6 +339,38 @@ class Lake:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _without_path_columns(table: str, frame: pd.DataFrame | pa.Table, keys: Mapping[str, object]) -> pa.Table:
+    """`frame` as Arrow without its columns named like the path keys, once they match those keys."""
+    arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    present = [name for name in keys if name in arrow.column_names]
+    for name in present:
+        expected = _clean_key(name, keys[name])
+        column = arrow.column(name)
+        others = sorted({str(v) for v in pc.unique(column).to_pylist()} - {expected})
+        if column.null_count or others:
+            shown = others[:5] + (["null"] if column.null_count else [])
+            raise StoreError(
+                f"{table} partition {name}={expected} cannot hold rows with {name} {shown}; "
+                "nothing was written"
+            )
+    return arrow.drop_columns(present)
+
+
+def _with_path_columns(table: str, arrow: pa.Table, keys: Mapping[str, str]) -> pa.Table:
+    """`arrow` read from one file, with its path keys (validated values) as string columns.
+
+    They take their place in the table's schema order; a file of the older layout that holds them
+    already gets them from its path all the same.
+    """
+    spec = _spec(table)
+    arrow = arrow.drop_columns([name for name in keys if name in arrow.column_names])
+    names = spec.schema.names if spec.schema is not None else []
+    for name in sorted(keys, key=lambda n: names.index(n) if n in names else 0):
+        position = min(names.index(name), arrow.num_columns) if name in names else 0
+        arrow = arrow.add_column(position, pa.field(name, pa.string()), pa.repeat(keys[name], arrow.num_rows))
+    return arrow
 
 
 def _spec(table: str) -> TableSpec:
