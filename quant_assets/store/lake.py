@@ -55,6 +55,10 @@ from quant_assets.symbols import checked_symbol
 _EXCHANGE = re.compile(r"[a-z]{2,20}")
 _SCHEMA_HASH = re.compile(r"[0-9a-f]{8,64}")
 
+# Key of an ``ohlcv`` partition file's metadata, present only when its candles failed
+# ``candles_valid``; its value says why (see :meth:`Lake.invalid_ohlcv`).
+OHLCV_INVALID_KEY = "quant_assets.ohlcv_invalid"
+
 # Fixed writer options: the same table always gives the same bytes (no timestamps are written).
 _PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
 
@@ -326,6 +330,22 @@ class Lake:
         with duckdb.connect() as con:
             found = con.sql(query, params=params).to_arrow_table()
         return found.select(schemas.OHLCV.names).cast(schemas.OHLCV).to_pandas()
+
+    def invalid_ohlcv(self, day: dt.date, *, exchange: str = "binance") -> dict[str, str]:
+        """Symbols of `day` whose stored candles failed ``candles_valid``: symbol -> the reason.
+
+        Read from the key-value metadata the ``ohlcv`` asset writes into each partition's file,
+        atomically with its candles (:data:`OHLCV_INVALID_KEY`). The candles stay stored (report,
+        never repair); a consumer such as ``feature_table`` leaves these symbols out. A file written
+        before this metadata existed counts as valid.
+        """
+        date, exchange = _clean_key("date", day), _clean_key("exchange", exchange)
+        invalid: dict[str, str] = {}
+        for path in sorted(self.root.glob(f"ohlcv/exchange={exchange}/symbol=*/date={date}.parquet")):
+            reason = (pq.read_schema(path).metadata or {}).get(OHLCV_INVALID_KEY.encode())
+            if reason is not None:
+                invalid[path.parent.name.removeprefix("symbol=")] = reason.decode()
+        return invalid
 
     # -- internals ----------------------------------------------------------------------------------
 
