@@ -33,7 +33,7 @@ from quant_assets.features import (
     feature_schema,
 )
 from quant_assets.features import returns as returns_module
-from quant_assets.features.registry import definition_source, schema_hash
+from quant_assets.features.schema import definition_source, schema_hash
 from quant_assets.features.talib_features import KAMA_SETTLE
 
 FIVE_MINUTES = np.timedelta64(5, "m")
@@ -235,42 +235,120 @@ def test_schema_hash_ignores_descriptions() -> None:
 _PROBE_HELPER = """
 import numpy as np
 
+FACTOR = {factor}
+
+
 def scale(x):
-    return x * {factor}
+    return x * FACTOR
+
 
 def probe(c):
     return scale(c.close)
 """
 
+# The same code as _PROBE_HELPER with factor 2.0, reworded: comments, docstrings, blank lines,
+# line breaks and the position of every line differ; no token that computes does.
+_PROBE_REWORDED = '''
+"""Probe module, documented this time."""
+import numpy as np
 
-def _load_probe(tmp_path: Path, factor: float) -> object:
-    path = tmp_path / f"probe_{str(factor).replace('.', '_')}.py"
-    path.write_text(textwrap.dedent(_PROBE_HELPER.format(factor=factor)))
-    # A module inside the features package: its helpers are followed into the hash.
-    spec = importlib.util.spec_from_file_location("quant_assets.features._probe", path)
+
+
+# A comment that says why the factor is two.
+FACTOR = (
+    2.0
+)
+
+
+def scale(x):
+    """Multiply by the factor."""
+    # scale up
+    return (x *
+            FACTOR)
+
+
+def probe(c):
+    "The scaled close."
+    return scale(c.close)  # trailing comment
+'''
+
+
+def _load_probe(tmp_path: Path, text: str, name: str) -> object:
+    """`text` as a module inside the features package (its helpers and constants are followed into
+    the hash), registered in ``sys.modules`` as an import would."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(text))
+    spec = importlib.util.spec_from_file_location(f"quant_assets.features._{name}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-def test_schema_hash_changes_when_a_compute_function_or_its_helper_changes(tmp_path: Path) -> None:
-    before = _load_probe(tmp_path, 2.0)
-    after = _load_probe(tmp_path, 3.0)  # only the helper's body differs
-    declared = [Feature("probe", "test", 0, m.probe, "probe") for m in (before, after)]  # type: ignore[attr-defined]
+def _probe_hash(tmp_path: Path, text: str, name: str) -> str:
+    module = _load_probe(tmp_path, text, name)
+    try:
+        return schema_hash((*FEATURES, Feature("probe", "test", 0, module.probe, "probe")))  # type: ignore[attr-defined]
+    finally:
+        del sys.modules[module.__name__]  # type: ignore[attr-defined]
 
-    assert "x * 2.0" in definition_source(declared[0].compute)
-    assert "x * 3.0" in definition_source(declared[1].compute)
-    assert schema_hash((*FEATURES, declared[0])) != schema_hash((*FEATURES, declared[1]))
+
+def test_schema_hash_changes_when_a_constant_of_a_helper_changes(tmp_path: Path) -> None:
+    two = _probe_hash(tmp_path, _PROBE_HELPER.format(factor=2.0), "two")
+    three = _probe_hash(tmp_path, _PROBE_HELPER.format(factor=3.0), "three")
+
+    assert two != three
+
+
+def test_schema_hash_ignores_comments_docstrings_and_formatting_of_the_code(tmp_path: Path) -> None:
+    plain = _probe_hash(tmp_path, _PROBE_HELPER.format(factor=2.0), "plain")
+    reworded = _probe_hash(tmp_path, _PROBE_REWORDED, "plain")  # same module name, other text
+
+    assert reworded == plain
+
+
+def test_schema_hash_of_a_copied_feature_module_ignores_comments_and_sees_parameters(tmp_path: Path) -> None:
+    # The real returns.py loaded from a copy, then from a copy with a comment and blank lines added
+    # above the function (every line number moves) and its docstring reworded.
+    original = Path(returns_module.__file__).read_text()
+    commented = original.replace("def log_return(", "# Why: a comment.\n\n\ndef log_return(", 1)
+    commented = commented.replace("unitless;", "unitless (reworded);", 1)
+    assert commented != original
+
+    def hash_of(text: str, bars: int) -> str:
+        module = _load_probe(tmp_path, text, "returns_copy")
+        try:
+            compute = partial(module.log_return, bars=bars)  # type: ignore[attr-defined]
+            return schema_hash((Feature("ret_12", "returns", 12, compute, "log return"),))
+        finally:
+            del sys.modules[module.__name__]  # type: ignore[attr-defined]
+
+    assert hash_of(commented, 12) == hash_of(original, 12)
+    assert hash_of(original, 13) != hash_of(original, 12)
+
+
+def test_schema_hash_changes_when_a_compute_function_or_its_helper_changes(tmp_path: Path) -> None:
+    times = _load_probe(tmp_path, _PROBE_HELPER.format(factor=2.0), "times")
+    plus = _load_probe(tmp_path, _PROBE_HELPER.format(factor=2.0).replace("x * FACTOR", "x + FACTOR"), "plus")
+    try:
+        declared = [Feature("probe", "test", 0, m.probe, "probe") for m in (times, plus)]  # type: ignore[attr-defined]
+
+        assert "Mult()" in definition_source(declared[0].compute)
+        assert "Add()" in definition_source(declared[1].compute)
+        assert schema_hash((*FEATURES, declared[0])) != schema_hash((*FEATURES, declared[1]))
+    finally:
+        del sys.modules[times.__name__], sys.modules[plus.__name__]  # type: ignore[attr-defined]
 
 
 def test_definition_source_includes_the_helpers_a_feature_calls() -> None:
     source = definition_source(partial(returns_module.log_return, bars=12))
 
-    assert "def log_return" in source
-    assert "def lag" in source  # the helper from windows.py
+    assert "FunctionDef(name='log_return'" in source
+    assert "FunctionDef(name='lag'" in source  # the helper from windows.py
     assert "('bars', 12)" in source
+    assert "ln(close_t" not in source  # docstrings are not part of it
 
 
 def test_check_schema_accepts_the_current_schema() -> None:

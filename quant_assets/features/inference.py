@@ -13,7 +13,7 @@ import pandas as pd
 
 from quant_assets.features.candles import FIVE_MINUTES_MS, REFERENCE_SYMBOL
 from quant_assets.features.compute import compute_features
-from quant_assets.features.registry import feature_schema
+from quant_assets.features.schema import feature_schema
 from quant_assets.settings import Settings
 from quant_assets.store.lake import Lake
 from quant_assets.symbols import checked_symbol

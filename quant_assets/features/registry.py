@@ -1,30 +1,25 @@
 """The one list of features: each declared once, with its name, group, lookback and computation.
 
-The order of :data:`FEATURES` is the column order of every feature table; :func:`feature_schema`
-fingerprints it, so a model trained on one set of features can never be fed another
-(:func:`check_schema`). Labels are not here (``labels.py``): nothing forward-looking can become an
-input by accident.
+The order of :data:`FEATURES` is the column order of every feature table. The schema built from it
+(names, hash, warm-up) is in ``schema.py``. Labels are not here (``labels.py``): nothing
+forward-looking can become an input by accident.
+
+NaN: before its lookback a feature is NaN; after it, only where its ``nan_when`` condition holds
+(``nan_rules.py`` states each one as text and as a test on the candles, and
+``nan_check.unexplained_nans`` finds the NaN none of them explains).
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cache, partial
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
-import talib
 
-from quant_assets.errors import SchemaMismatchError
 from quant_assets.features import (
     calendar,
-    candles,
     cross_section,
     kbar,
     returns,
@@ -33,11 +28,8 @@ from quant_assets.features import (
     volatility,
     volume,
 )
-from quant_assets.features.candles import FIVE_MINUTES_MS
-
-# Bump when the meaning of a feature changes in a way its source cannot show (e.g. a new TA-Lib
-# default). Source changes of compute functions and their helpers change the hash by themselves.
-FEATURE_LIBRARY_VERSION = "1"
+from quant_assets.features import nan_rules as nan
+from quant_assets.features.nan_rules import NanWhen
 
 Scope = Literal["symbol", "cross_section"]
 
@@ -59,7 +51,8 @@ class Feature:
         scope: ``symbol`` (the symbol's own bars, plus BTCUSDT's) or ``cross_section`` (all symbols
             at the same open time; computed after every ``symbol`` feature, which it may read).
         nan_when: when the value is NaN even after the lookback, on valid candles (no volume, no
-            BTCUSDT...); empty when it is then always a number. Documentation, not hashed.
+            BTCUSDT...), as text and as a per-bar test; ``None`` when it is then always a number.
+            Documentation, not hashed.
     """
 
     name: str
@@ -69,12 +62,24 @@ class Feature:
     description: str
     settle: int = 0
     scope: Scope = "symbol"
-    nan_when: str = ""
+    nan_when: NanWhen | None = None
 
     @property
     def warmup_bars(self) -> int:
         """Trailing bars per symbol (current bar included) that reproduce this feature's batch value."""
         return self.lookback + self.settle + 1
+
+
+def _either(*tests: Callable[[Any], np.ndarray]) -> Callable[[Any], np.ndarray]:
+    """A condition that holds where any of `tests` does."""
+
+    def holds(c: Any) -> np.ndarray:
+        out = tests[0](c)
+        for test in tests[1:]:
+            out = out | test(c)
+        return out
+
+    return holds
 
 
 RETURN_HORIZONS = (1, 3, 6, 12, 24, 48, 96, 288)  # bars: 5 min .. 1 day
@@ -123,7 +128,7 @@ def _volatility() -> list[Feature]:
             288,
             partial(volatility.vol_ratio, short=12, long=288),
             "rvol_12 / rvol_288: recent versus daily volatility; ratio",
-            nan_when="the close did not move in 288 bars",
+            nan_when=NanWhen("the close did not move in 288 bars", nan.close_unchanged(288)),
         )
     )
     return features
@@ -152,7 +157,7 @@ def _kbar() -> list[Feature]:
             0,
             fn,
             f"Alpha158 {name.upper()}: {text}; price ratio, unitless",
-            nan_when="the bar has no volume" if name == "vwap0" else "",
+            nan_when=NanWhen("the bar has no volume", nan.no_volume) if name == "vwap0" else None,
         )
         for name, fn, text in shapes
     ]
@@ -219,7 +224,10 @@ def _rolling() -> list[Feature]:
             48,
             partial(rolling.return_volume_corr, window=48),
             "correlation of 1-bar log returns and log volume changes over 48 bars (Alpha158 CORD); -1..1",
-            nan_when="returns or volumes are constant over the 48 bars",
+            nan_when=NanWhen(
+                "returns or log volume changes are constant over the 48 bars",
+                nan.returns_or_volumes_constant(48),
+            ),
         )
     )
     for name, fn, text in [
@@ -336,7 +344,7 @@ def _volume() -> list[Feature]:
             287,
             partial(volume.volume_ratio, short=12, long=288),
             "mean volume of 12 bars / mean volume of 288 bars; ratio",
-            nan_when="nothing traded in 288 bars",
+            nan_when=NanWhen("nothing traded in 288 bars", nan.nothing_traded(288)),
         ),
         Feature(
             "taker_buy_ratio",
@@ -344,7 +352,7 @@ def _volume() -> list[Feature]:
             0,
             volume.taker_buy_ratio,
             "taker-buy volume / volume of the bar; 0..1",
-            nan_when="the bar has no volume",
+            nan_when=NanWhen("the bar has no volume", nan.no_volume),
         ),
         Feature(
             "taker_buy_ratio_12",
@@ -352,7 +360,7 @@ def _volume() -> list[Feature]:
             11,
             partial(volume.taker_buy_ratio_sum, window=12),
             "taker-buy volume / volume over 12 bars; 0..1",
-            nan_when="nothing traded in 12 bars",
+            nan_when=NanWhen("nothing traded in 12 bars", nan.nothing_traded(12)),
         ),
     ]
 
@@ -410,8 +418,11 @@ def _cross_section() -> list[Feature]:
             288,
             partial(xs.beta_to_reference, window=288),
             "OLS beta of 5-min log returns on BTCUSDT's over the last 288 five-minute slots (24 h)",
-            nan_when="BTCUSDT is not in the input, fewer than 144 of the slots have both candles, or "
-            "BTCUSDT did not move",
+            nan_when=NanWhen(
+                "BTCUSDT is not in the input, fewer than 144 of the slots have a candle of both, or "
+                "BTCUSDT did not move (its 5-min log returns paired with the symbol's are all 0)",
+                _either(nan.few_shared_slots(288, 144), nan.no_paired_move(288, own=False)),
+            ),
         ),
         Feature(
             "corr_btc_288",
@@ -419,8 +430,11 @@ def _cross_section() -> list[Feature]:
             288,
             partial(xs.corr_to_reference, window=288),
             "correlation of 5-min log returns with BTCUSDT's over the last 288 five-minute slots; -1..1",
-            nan_when="BTCUSDT is not in the input, fewer than 144 of the slots have both candles, or "
-            "either symbol did not move",
+            nan_when=NanWhen(
+                "BTCUSDT is not in the input, fewer than 144 of the slots have a candle of both, or "
+                "either symbol did not move (its 5-min log returns paired with the other's are all 0)",
+                _either(nan.few_shared_slots(288, 144), nan.no_paired_move(288, own=True)),
+            ),
         ),
         Feature(
             "ret_rel_btc_12",
@@ -428,8 +442,11 @@ def _cross_section() -> list[Feature]:
             12,
             partial(xs.return_vs_reference, slots=12),
             "1-hour log return minus BTCUSDT's over the same hour; unitless",
-            nan_when="BTCUSDT is not in the input, or either symbol has no candle at open_time or an "
-            "hour before (12 bars after a gap)",
+            nan_when=NanWhen(
+                "BTCUSDT is not in the input, or either symbol has no candle at open_time or an hour "
+                "before (12 bars after a gap)",
+                nan.missing_an_hour_apart(12),
+            ),
         ),
     ]
 
@@ -460,149 +477,3 @@ def _check_registry(features: Sequence[Feature]) -> None:
 
 
 _check_registry(FEATURES)
-
-
-@dataclass(frozen=True)
-class FeatureSchema:
-    """The fingerprint of the feature library: what a model trained on it must be fed.
-
-    Attributes:
-        hash: sha256 hex of every feature's name, group, lookback, settle, scope and order, the
-            source code of its computation (with the helpers it calls), the data model
-            (``candles.py``), :data:`FEATURE_LIBRARY_VERSION` and the TA-Lib version. Stable across
-            processes and machines with the same code.
-        warmup_bars: trailing bars per symbol that :func:`compute_features` needs so that its last
-            row equals the value computed from any longer history within 1e-9 relative.
-    """
-
-    _names: tuple[str, ...]
-    hash: str
-    warmup_bars: int
-
-    @property
-    def names(self) -> list[str]:
-        """Feature column names in registry order (a new list each time)."""
-        return list(self._names)
-
-    @property
-    def warmup(self) -> timedelta:
-        """``warmup_bars`` five-minute bars as a duration (more wall time is needed across gaps)."""
-        return timedelta(milliseconds=self.warmup_bars * FIVE_MINUTES_MS)
-
-
-def _referenced_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _referenced_names(const)
-    return names
-
-
-def _source_closure(fn: Callable[..., Any], seen: dict[str, str]) -> None:
-    """Add the source of `fn` and of every feature-package function it calls (by global name)."""
-    key = f"{fn.__module__}.{fn.__qualname__}:{fn.__code__.co_firstlineno}"  # lambdas share a name
-    if key in seen:
-        return
-    seen[key] = inspect.getsource(fn)
-    for name in sorted(_referenced_names(fn.__code__)):
-        value = fn.__globals__.get(name)
-        if isinstance(value, types.FunctionType) and value.__module__.startswith("quant_assets.features"):
-            _source_closure(value, seen)
-        elif isinstance(value, int | float | str | tuple) and not isinstance(value, bool):
-            seen[f"{fn.__module__}.{name}"] = repr(value)
-
-
-def definition_source(compute: Callable[..., Any]) -> str:
-    """The text that defines a compute function: its source, its helpers' and a partial's arguments."""
-    bound = ""
-    while isinstance(compute, partial):
-        bound = f"args={compute.args!r} keywords={sorted(compute.keywords.items())!r}\n" + bound
-        compute = compute.func
-    seen: dict[str, str] = {}
-    _source_closure(compute, seen)
-    return bound + "\n".join(f"# {key}\n{seen[key]}" for key in sorted(seen))
-
-
-def _talib_version() -> str:
-    # __ta_version__ reads like b"0.6.4 (Jan  1 2025 00:00:00)": keep the version, not the build date.
-    raw = talib.__ta_version__
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return text.split(" ", 1)[0]
-
-
-def schema_hash(features: Sequence[Feature] = FEATURES) -> str:
-    """sha256 hex fingerprint of `features` in order (see :class:`FeatureSchema`)."""
-    digest = hashlib.sha256()
-    digest.update(f"library={FEATURE_LIBRARY_VERSION}\ntalib={_talib_version()}\n".encode())
-    digest.update(inspect.getsource(candles).encode())
-    for f in features:
-        header = f"\n{f.name}|{f.group}|{f.lookback}|{f.settle}|{f.scope}\n"
-        digest.update(header.encode())
-        digest.update(definition_source(f.compute).encode())
-    return digest.hexdigest()
-
-
-@cache
-def feature_schema() -> FeatureSchema:
-    """Names (registry order), hash and warm-up of :data:`FEATURES`."""
-    return FeatureSchema(
-        _names=tuple(f.name for f in FEATURES),
-        hash=schema_hash(FEATURES),
-        warmup_bars=max(f.warmup_bars for f in FEATURES),
-    )
-
-
-def feature_catalog() -> pd.DataFrame:
-    """One row per feature, in order: ``name, group, description, lookback_bars`` (the catalog view)."""
-    return pd.DataFrame(
-        {
-            "name": [f.name for f in FEATURES],
-            "group": [f.group for f in FEATURES],
-            "description": [f.description for f in FEATURES],
-            "lookback_bars": np.array([f.lookback for f in FEATURES], dtype=np.int32),
-        }
-    )
-
-
-def check_schema(expected: str | Sequence[str] | FeatureSchema) -> FeatureSchema:
-    """Refuse to feed a model built on another feature schema; return the current schema if it matches.
-
-    Args:
-        expected: what the model was trained on: its schema hash, its ordered feature names, or a
-            :class:`FeatureSchema`.
-
-    Raises:
-        SchemaMismatchError: the hash differs, or the names differ; the message names the missing,
-            extra or reordered features.
-    """
-    current = feature_schema()
-    if isinstance(expected, FeatureSchema):
-        check_schema(expected.names)
-        expected = expected.hash
-    if isinstance(expected, str):
-        if expected != current.hash:
-            raise SchemaMismatchError(
-                f"feature schema hash mismatch: the model expects {expected}, this library computes "
-                f"{current.hash}; feature definitions changed since the model was built: retrain it"
-            )
-        return current
-    wanted, have = list(expected), current.names
-    if wanted == have:
-        return current
-    missing = [n for n in wanted if n not in have]
-    extra = [n for n in have if n not in wanted]
-    parts = [f"the model expects {len(wanted)} features, this library computes {len(have)}"]
-    if missing:
-        parts.append(f"missing from the library: {missing}")
-    if extra:
-        parts.append(f"not expected by the model: {extra}")
-    if not missing and not extra and len(wanted) != len(have):
-        repeated = sorted({n for n in wanted if wanted.count(n) > 1})
-        parts.append(f"the model's list repeats {repeated}")
-    elif not missing and not extra:
-        position = next(i for i, (a, b) in enumerate(zip(wanted, have, strict=True)) if a != b)
-        parts.append(
-            f"same features in another order: position {position} is {wanted[position]!r} for the model "
-            f"and {have[position]!r} here"
-        )
-    raise SchemaMismatchError("; ".join(parts))

@@ -121,6 +121,23 @@ class Faults:
         with self._lock:
             self._gaps.setdefault(symbol, []).append((start_ms, end_ms))
 
+    def sparse_candles(self, symbol: str, start: datetime, end: datetime) -> None:
+        """Serve only every other 5-minute candle of `symbol` whose open time is in ``[start, end)``
+        (UTC), the first one kept: a thin market as a venue that skips candles without trades
+        serves it. Binance USD-M serves every candle, so this is bad data; it is made of gaps
+        (:meth:`clear` removes it) and leaves no two consecutive candles, so no 5-minute return.
+
+        Raises:
+            ValueError: `end` not after `start`.
+        """
+        start_ms, end_ms = _epoch_ms(start), _epoch_ms(end)
+        if end_ms <= start_ms:
+            raise ValueError(f"sparse end {end.isoformat()} must be after its start {start.isoformat()}")
+        step = 300_000  # one 5-minute candle
+        skipped = [(t, min(t + step, end_ms)) for t in range(start_ms + step, end_ms, 2 * step)]
+        with self._lock:
+            self._gaps.setdefault(symbol, []).extend(skipped)
+
     def delist(self, symbol: str) -> None:
         """Delist `symbol`: ``exchangeInfo`` shows it ``SETTLING``, klines answer 400 -1121 (invalid
         symbol), the all-symbols ticker omits it."""
