@@ -34,10 +34,13 @@ test: lint
 	$(BIN)/pytest
 
 # The web UI and the daemon against a local simulator: http://127.0.0.1:3000
+# Partitions start where the lookback starts (QT_HISTORY_START), so "missing" in the UI means "to fetch".
 dev: $(STAMP) $(DAGSTER_HOME)
 	@$(BIN)/quant-assets simulator --port 8900 & SIM=$$!; trap "kill $$SIM" EXIT INT TERM; \
+	LOOKBACK=$${QT_DATA_LOOKBACK_DAYS:-7}; \
+	START=$${QT_HISTORY_START:-$$($(BIN)/python -c "import sys; from quant_assets.settings import lookback_start; print(lookback_start(sys.argv[1]))" "$$LOOKBACK")} || exit 1; \
 	QT_BINANCE_FAPI_URL=http://127.0.0.1:8900 QT_COINGECKO_API_URL=http://127.0.0.1:8900/api/v3 \
-	QT_MAX_SYMBOLS=$${QT_MAX_SYMBOLS:-10} QT_DATA_LOOKBACK_DAYS=$${QT_DATA_LOOKBACK_DAYS:-7} \
+	QT_MAX_SYMBOLS=$${QT_MAX_SYMBOLS:-10} QT_DATA_LOOKBACK_DAYS=$$LOOKBACK QT_HISTORY_START=$$START \
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 simulator: $(STAMP)

@@ -1,44 +1,164 @@
-"""Every QT_* setting: its name, default and meaning in one place.
+"""Every QT_* setting: its name, default, meaning and validation, in one place.
 
-Domain modules never read ``os.environ``; they receive values. The Dagster resources read these
-names through ``EnvVar`` and fall back to the same defaults, so the web UI shows the effective config.
+Domain modules never read ``os.environ``; they receive values. Two readers use this module:
+
+* the Dagster resources (``defs/resources.py``) take each variable that is set as ``dg.EnvVar``,
+  resolved when a run (or a sensor tick) starts, and their pydantic validators call :func:`check`,
+  so a bad value fails the run at start with a message naming the variable;
+* the ``quant-assets`` CLI and plain-Python callers call :meth:`Settings.from_env`, which calls the
+  same :func:`check` for every setting.
+
+``QT_HISTORY_START`` is the exception: partitions are built when the definitions are loaded, so it is
+read once then, by :func:`history_start` (``defs/partitions.py``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from quant_assets.errors import ConfigError
+
+_T = TypeVar("_T")
+
+UNIVERSE_RULES = ("l1l2-top",)  # the rules quant_assets.universe implements
+
+
+def positive_int(name: str, raw: object) -> int:
+    """`raw` (text or int) as an integer >= 1; raises :class:`ConfigError` naming `name`."""
+    if isinstance(raw, bool):
+        raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+    try:
+        value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a positive integer") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+    return value
+
+
+def http_url(name: str, raw: object) -> str:
+    """`raw` as an http(s) base URL without its trailing ``/``."""
+    text = str(raw).strip() if raw is not None else ""
+    if not text.startswith(("http://", "https://")) or len(text.rstrip("/")) <= len("https://"):
+        raise ConfigError(f"{name}={raw!r}: expected an http(s) URL, e.g. https://fapi.binance.com")
+    return text.rstrip("/")
+
+
+def universe_rule(name: str, raw: object) -> str:
+    """`raw` if it names a universe rule :mod:`quant_assets.universe` implements."""
+    if raw not in UNIVERSE_RULES:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(UNIVERSE_RULES)}")
+    return str(raw)
+
+
+def directory(name: str, raw: object) -> str:
+    """`raw` as a directory path (relative paths are relative to the process's working directory)."""
+    text = str(raw).strip() if raw is not None else ""
+    if not text or "\x00" in text:
+        raise ConfigError(f"{name}={raw!r}: expected a directory path, e.g. ./data")
+    return text
+
+
+def optional_text(name: str, raw: object) -> str | None:
+    """`raw` as text, or None when empty (an optional secret such as an API key)."""
+    del name  # every text is acceptable; kept for the validators' common signature
+    text = str(raw).strip() if raw is not None else ""
+    return text or None
+
+
+def iso_date(name: str, raw: object) -> dt.date:
+    """`raw` as a calendar day written YYYY-MM-DD (a UTC day)."""
+    if isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
+        return raw
+    text = str(raw).strip() if raw is not None else ""
+    try:
+        if len(text) != len("2026-01-01"):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a date written YYYY-MM-DD, e.g. 2026-01-01") from None
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable: name, default (as text) and what it means."""
+    """One environment variable: name, default (as text), what it means and how it is checked."""
 
     env: str
     default: str | None
     meaning: str
+    parse: Callable[[str, object], object]
+
+    def value(self, raw: object) -> object:
+        """The checked value of `raw`; None or empty text means the default."""
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            raw = self.default
+        return None if raw is None else self.parse(self.env, raw)
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("QT_DATA_DIR", "./data", "lake and catalog root"),
-    Setting("QT_MAX_SYMBOLS", "100", "universe size"),
-    Setting("QT_UNIVERSE", "l1l2-top", "universe rule: base + Layer-1 + Layer-2 by 24h volume"),
-    Setting("QT_UNIVERSE_REFRESH_HOURS", "24", "how often the universe is refreshed"),
-    Setting("QT_DATA_LOOKBACK_DAYS", "90", "history kept and backfilled per symbol"),
-    Setting("QT_BINANCE_FAPI_URL", "https://fapi.binance.com", "Binance USD-M futures REST base"),
-    Setting("QT_BINANCE_WEIGHT_PER_MINUTE", "2400", "request weight the client spends per minute"),
-    Setting("QT_COINGECKO_API_URL", "https://api.coingecko.com/api/v3", "CoinGecko REST base"),
-    Setting("QT_COINGECKO_API_KEY", None, "optional key, sent as a header, never logged"),
-    Setting("QT_BYBIT_API_URL", "https://api.bybit.com", "Bybit v5 REST base"),
-    Setting("QT_OKX_API_URL", "https://www.okx.com", "OKX v5 REST base"),
-    Setting("QT_BINANCE_ARCHIVE_URL", "https://data.binance.vision", "Binance public archive"),
-    Setting("QT_VENUES", "binance", "venues collected, comma-separated (binance,bybit,okx)"),
+    Setting("QT_DATA_DIR", "./data", "lake and catalog root", directory),
+    Setting("QT_MAX_SYMBOLS", "100", "universe size", positive_int),
+    Setting(
+        "QT_UNIVERSE", "l1l2-top", "universe rule: base + Layer-1 + Layer-2 by 24h volume", universe_rule
+    ),
+    Setting("QT_DATA_LOOKBACK_DAYS", "90", "history kept and backfilled per symbol", positive_int),
+    Setting(
+        "QT_HISTORY_START",
+        "2026-01-01",
+        "first partition day (UTC) of every partitioned asset; read when the definitions load",
+        iso_date,
+    ),
+    Setting("QT_BINANCE_FAPI_URL", "https://fapi.binance.com", "Binance USD-M futures REST base", http_url),
+    Setting(
+        "QT_BINANCE_WEIGHT_PER_MINUTE", "2400", "request weight the client spends per minute", positive_int
+    ),
+    Setting("QT_COINGECKO_API_URL", "https://api.coingecko.com/api/v3", "CoinGecko REST base", http_url),
+    Setting("QT_COINGECKO_API_KEY", None, "optional key, sent as a header, never logged", optional_text),
 )
+SETTING_BY_NAME: dict[str, Setting] = {s.env: s for s in SETTINGS}
 DEFAULTS: dict[str, str | None] = {s.env: s.default for s in SETTINGS}
+
+
+def check(name: str, raw: object) -> object:
+    """The checked value of setting `name` given `raw`; None or empty text gives its default.
+
+    Raises:
+        ConfigError: `raw` is not a valid value; the message names the variable and what was expected.
+        KeyError: `name` is not a QT_* setting of :data:`SETTINGS`.
+    """
+    return SETTING_BY_NAME[name].value(raw)
+
+
+def default(name: str) -> object:
+    """The checked default of setting `name` (None for an optional setting without one)."""
+    return check(name, None)
+
+
+def configured(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The names of the settings given a non-empty value in `env` (default ``os.environ``)."""
+    env = os.environ if env is None else env
+    return frozenset(s.env for s in SETTINGS if (env.get(s.env) or "").strip())
+
+
+def history_start(env: Mapping[str, str] | None = None) -> dt.date:
+    """``QT_HISTORY_START`` from `env` (default ``os.environ``): the first partition day."""
+    env = os.environ if env is None else env
+    return _as(dt.date, check("QT_HISTORY_START", env.get("QT_HISTORY_START")))
+
+
+def lookback_start(lookback_days: object, today: dt.date | None = None) -> dt.date:
+    """The first day of a lookback of `lookback_days` complete UTC days ending yesterday.
+
+    `lookback_days` is checked as ``QT_DATA_LOOKBACK_DAYS`` (text or int); `today` defaults to the
+    UTC date of the wall clock. ``make dev`` and ``quant-assets demo`` set ``QT_HISTORY_START`` to it.
+    """
+    today = today or dt.datetime.now(dt.UTC).date()
+    return today - dt.timedelta(days=positive_int("QT_DATA_LOOKBACK_DAYS", lookback_days))
 
 
 @dataclass(frozen=True)
@@ -48,72 +168,39 @@ class Settings:
     data_dir: Path = Path("./data")
     max_symbols: int = 100
     universe: str = "l1l2-top"
-    universe_refresh_hours: int = 24
     lookback_days: int = 90
+    history_start: dt.date = dt.date(2026, 1, 1)
     binance_fapi_url: str = "https://fapi.binance.com"
     binance_weight_per_minute: int = 2400
     coingecko_api_url: str = "https://api.coingecko.com/api/v3"
     coingecko_api_key: str | None = field(default=None, repr=False)
-    bybit_api_url: str = "https://api.bybit.com"
-    okx_api_url: str = "https://www.okx.com"
-    binance_archive_url: str = "https://data.binance.vision"
-    venues: tuple[str, ...] = ("binance",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every QT_* variable from `env` (default ``os.environ``); unset ones take defaults."""
+        """Read and check every QT_* variable of `env` (default ``os.environ``); unset ones take defaults.
+
+        Raises:
+            ConfigError: the first invalid variable, named, with what was expected.
+        """
         env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value not in (None, "") else DEFAULTS[name]
-
+        values = {s.env: s.value(env.get(s.env)) for s in SETTINGS}
         return cls(
-            data_dir=Path(get("QT_DATA_DIR") or "./data"),
-            max_symbols=_positive_int("QT_MAX_SYMBOLS", get("QT_MAX_SYMBOLS")),
-            universe=_one_of("QT_UNIVERSE", get("QT_UNIVERSE"), UNIVERSE_RULES),
-            universe_refresh_hours=_positive_int(
-                "QT_UNIVERSE_REFRESH_HOURS", get("QT_UNIVERSE_REFRESH_HOURS")
-            ),
-            lookback_days=_positive_int("QT_DATA_LOOKBACK_DAYS", get("QT_DATA_LOOKBACK_DAYS")),
-            binance_fapi_url=_url("QT_BINANCE_FAPI_URL", get("QT_BINANCE_FAPI_URL")),
-            binance_weight_per_minute=_positive_int(
-                "QT_BINANCE_WEIGHT_PER_MINUTE", get("QT_BINANCE_WEIGHT_PER_MINUTE")
-            ),
-            coingecko_api_url=_url("QT_COINGECKO_API_URL", get("QT_COINGECKO_API_URL")),
-            coingecko_api_key=get("QT_COINGECKO_API_KEY"),
-            bybit_api_url=_url("QT_BYBIT_API_URL", get("QT_BYBIT_API_URL")),
-            okx_api_url=_url("QT_OKX_API_URL", get("QT_OKX_API_URL")),
-            binance_archive_url=_url("QT_BINANCE_ARCHIVE_URL", get("QT_BINANCE_ARCHIVE_URL")),
-            venues=tuple(
-                _one_of("QT_VENUES", v.strip(), COLLECTED_VENUES)
-                for v in (get("QT_VENUES") or "binance").split(",")
-                if v
-            ),
+            data_dir=Path(str(values["QT_DATA_DIR"])),
+            max_symbols=_as(int, values["QT_MAX_SYMBOLS"]),
+            universe=_as(str, values["QT_UNIVERSE"]),
+            lookback_days=_as(int, values["QT_DATA_LOOKBACK_DAYS"]),
+            history_start=_as(dt.date, values["QT_HISTORY_START"]),
+            binance_fapi_url=_as(str, values["QT_BINANCE_FAPI_URL"]),
+            binance_weight_per_minute=_as(int, values["QT_BINANCE_WEIGHT_PER_MINUTE"]),
+            coingecko_api_url=_as(str, values["QT_COINGECKO_API_URL"]),
+            coingecko_api_key=_optional(str, values["QT_COINGECKO_API_KEY"]),
         )
 
 
-UNIVERSE_RULES = ("l1l2-top",)  # the rules quant_assets.universe implements
-COLLECTED_VENUES = ("binance",)  # venues with a collector today (Bybit and OKX: not yet)
-
-
-def _one_of(name: str, raw: str | None, allowed: tuple[str, ...]) -> str:
-    if raw not in allowed:
-        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(allowed)}")
-    return raw
-
-
-def _positive_int(name: str, raw: str | None) -> int:
-    try:
-        value = int(raw or "")
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a positive integer") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+def _as(kind: type[_T], value: object) -> _T:
+    assert isinstance(value, kind), (kind, value)  # each Setting's parser returns its kind
     return value
 
 
-def _url(name: str, raw: str | None) -> str:
-    if not raw or not raw.startswith(("http://", "https://")):
-        raise ConfigError(f"{name}={raw!r}: expected an http(s) URL")
-    return raw.rstrip("/")
+def _optional(kind: type[_T], value: object) -> _T | None:
+    return None if value is None else _as(kind, value)

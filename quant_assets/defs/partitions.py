@@ -1,7 +1,10 @@
 """Partition definitions, and the helpers that turn keys into (symbol, day) pairs.
 
-Every partitioned asset starts on the same day: Dagster splits backfills at random when start
-dates differ (dagster#19625).
+Every partitioned asset starts on the same day, ``QT_HISTORY_START`` (default 2026-01-01): Dagster
+splits backfills at random when start dates differ (dagster#19625). Partitions are built when the
+definitions load, so this is the one setting read then (by the code server, the daemon, each run's
+process and every CLI alike); a bad value stops the code location from loading, naming the variable.
+Set it to the first day the deployment keeps, so the UI's "missing" partitions are the ones to fetch.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import datetime as dt
 
 import dagster as dg
 
+from quant_assets.settings import history_start
 from quant_assets.symbols import checked_symbol
 
-START_DATE = "2026-01-01"  # first day any asset is partitioned for (UTC); history before it is not kept
+# First day any asset is partitioned for (UTC, YYYY-MM-DD); history before it is not kept.
+START_DATE = history_start().isoformat()
 
 # end_offset=0: the last partition is the last COMPLETE UTC day; today is never a partition.
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=0)
