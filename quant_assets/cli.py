@@ -47,6 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     catalog = commands.add_parser("catalog", help="compact the ohlcv day files and (re)create the views")
     catalog.add_argument("--force", action="store_true", help="recreate every view (after moving the data)")
 
+    features = commands.add_parser(
+        "features", help="list the stored feature days built under another schema hash; rebuild them"
+    )
+    features.add_argument(
+        "--rebuild-stale", action="store_true", help="rebuild them: one feature_table run per range of days"
+    )
+
     args = parser.parse_args(argv)
     # One "planned" event per run instead of one per partition: on SQLite, 9,000 of them cost about
     # 135 s before a backfill starts. The price: a failed run does not mark its partitions failed in
@@ -62,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(symbols=args.symbols, days=args.days)
         if args.command == "backfill":
             return _backfill(days=args.days, end=args.end, symbols=args.symbols)
+        if args.command == "features":
+            return _features(rebuild_stale=args.rebuild_stale)
         return _catalog(force=args.force)
     except QuantAssetsError as error:  # bad input or configuration: say what, no traceback
         print(f"quant-assets {args.command}: {error}", file=sys.stderr)
@@ -76,6 +85,45 @@ def _simulator(port: int, weight_limit: int | None) -> int:
     print(f"  export QT_COINGECKO_API_URL=http://127.0.0.1:{port}/api/v3")
     run_server(port=port, weight_limit=weight_limit)
     return 0
+
+
+def _features(*, rebuild_stale: bool) -> int:
+    from quant_assets.feature_days import stale_feature_days
+    from quant_assets.features import feature_schema
+    from quant_assets.store.lake import Lake
+
+    registry_hash = feature_schema().hash
+    stale = stale_feature_days(Lake(Settings.from_env().data_dir), registry_hash)
+    print(f"registry schema hash {registry_hash}: {len(stale)} stored days built under another one")
+    for day, stored in sorted(stale.items()):
+        print(f"  {day}  {stored or 'no hash recorded'}")
+    if not stale or not rebuild_stale:
+        return 0
+    import dagster as dg
+
+    from quant_assets.definitions import defs
+    from quant_assets.defs.automation import RANGE_END, RANGE_START
+    from quant_assets.defs.orchestrate import TERMINAL_RUN_CONFIG, default_instance
+    from quant_assets.defs.resources import build_resources
+    from quant_assets.ohlcv_collect import consecutive_runs
+
+    instance, failed = default_instance(), 0
+    for first, last in consecutive_runs(set(stale)):  # one run per range of days, as the sensor asks
+        outcome = dg.materialize(
+            [defs.get_assets_def("feature_table")],
+            instance=instance,
+            resources=build_resources(),
+            tags={RANGE_START: str(first), RANGE_END: str(last), "quant_assets/reason": "rebuild-stale"},
+            run_config=TERMINAL_RUN_CONFIG,
+            raise_on_error=False,
+        )
+        failed += not outcome.success
+        print(
+            f"feature_table {first}..{last}: {'ok' if outcome.success else 'FAILED'} (run {outcome.run_id})"
+        )
+    left = stale_feature_days(Lake(Settings.from_env().data_dir), registry_hash)
+    print(f"{len(stale) - len(left)} days rebuilt; {len(left)} still stale")
+    return 0 if not failed and not left else 1
 
 
 def _demo(*, symbols: int, days: int) -> int:

@@ -1,39 +1,85 @@
-"""Build one day of the feature and label tables from the lake, with the checks the asset reports.
+"""Build one day of the ``features`` table, and apart one day of the ``labels`` table, from the lake.
 
-Warm-up days are read straight from the store: features at the first bar of the day need
-``feature_schema().warmup_bars`` earlier bars of each symbol, and labels at its last bar need the
-next day's candles (NULL where those do not exist yet).
+A feature day (d):
+
+* covers the symbols of the ``coin_universe`` snapshot of d, plus the cross-section's reference
+  symbol (BTCUSDT) when the snapshot lacks it: the universe as it stood that day, not whatever has
+  candles. A universe symbol without candles that day is named (``without_candles``). Before the
+  first snapshot there is no universe of the day: the earliest later snapshot is used and the day
+  says it is not point in time;
+* leaves out every symbol-day that failed ``candles_valid`` (:meth:`Lake.invalid_ohlcv`): on d the
+  symbol gets no rows (``left_out`` says which and why), in the warm-up its candles of that day are
+  dropped like a gap (``warmup_dropped``);
+* reads its warm-up (``feature_schema().warmup_bars`` earlier bars of each symbol) from the store;
+* stores the feature schema hash it was built with twice: in the file's metadata and in a
+  ``feature_schema_hash`` column on every row. The ``features`` view shows only the rows of the
+  registry's current hash; ``features_all`` every stored day with its hash (store/catalog.py).
+  :func:`stale_feature_days` lists the stored days of another hash, which the sensor and
+  ``quant-assets features --rebuild-stale`` rebuild.
+
+A label day (d) needs the candles of d and of d + 1 (the 48-bar horizon crosses midnight): it is
+NULL where the next day's candles are not stored yet, and is rebuilt when they land.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+from quant_assets.errors import StoreError
 from quant_assets.features import FEATURES, compute_features, compute_labels, feature_catalog, feature_schema
+from quant_assets.features.candles import REFERENCE_SYMBOL
 from quant_assets.quality import CheckOutcome
 from quant_assets.store import schemas
 from quant_assets.store.lake import Lake, WriteResult
 
 BARS_PER_DAY = 288
 LABEL_HORIZON_DAYS = 1  # the longest label (48 bars) needs at most the next day
-SCHEMA_HASH_KEY = "feature_schema_hash"
+SCHEMA_HASH_KEY = schemas.FEATURE_SCHEMA_HASH  # file metadata key and column name
+
+
+@dataclass(frozen=True)
+class DayUniverse:
+    """The symbols a feature day covers and the snapshot they come from."""
+
+    symbols: list[str]  # the snapshot's symbols in rank order, then the reference if it was absent
+    snapshot_date: dt.date
+    point_in_time: bool  # False: no snapshot on or before the day; a later one was used
 
 
 @dataclass(frozen=True)
 class FeatureDay:
-    """One day's features and labels, and what was checked about them."""
+    """One day's features and what was checked and left out."""
 
     day: dt.date
-    features: pd.DataFrame
-    labels: pd.DataFrame
+    features: pd.DataFrame  # symbol, open_time, feature_schema_hash, then one column per feature
     checks: list[CheckOutcome]
-    symbols: int
+    universe: DayUniverse
+    schema_hash: str
     warmup_days: int
+    without_candles: list[str] = field(default_factory=list)  # universe symbols with no candles on day
+    left_out: dict[str, str] = field(default_factory=dict)  # symbol -> why its day failed candles_valid
+    warmup_dropped: dict[str, list[str]] = field(default_factory=dict)  # symbol -> invalid warm-up days
+
+    @property
+    def symbols(self) -> int:
+        return int(self.features["symbol"].nunique())
+
+
+@dataclass(frozen=True)
+class LabelDay:
+    """One day's labels and what they could not use."""
+
+    day: dt.date
+    labels: pd.DataFrame
+    next_day_candles: int  # candles of day + 1 the forward horizons read (0: the future is unknown)
+    left_out: dict[str, str] = field(default_factory=dict)  # symbol -> why its day failed candles_valid
+    next_day_left_out: dict[str, str] = field(default_factory=dict)  # same, for day + 1
 
 
 def warmup_days() -> int:
@@ -41,51 +87,111 @@ def warmup_days() -> int:
     return math.ceil(feature_schema().warmup_bars / BARS_PER_DAY)
 
 
-def build_feature_day(lake: Lake, day: dt.date) -> FeatureDay:
-    """Features and labels of every symbol with candles on `day` (UTC)."""
+def day_universe(lake: Lake, day: dt.date) -> DayUniverse:
+    """The ``coin_universe`` snapshot of `day` (or, before the first one, the earliest snapshot).
+
+    A day without its own snapshot uses the latest earlier one: that universe was in force that day.
+    Raises :class:`StoreError` when no snapshot has been stored at all.
+    """
+    dates = sorted(dt.date.fromisoformat(p.stem.removeprefix("date=")) for p in lake.files("coin_universe"))
+    if not dates:
+        raise StoreError(f"no coin_universe snapshot is stored: materialize coin_universe for {day} first")
+    earlier = [d for d in dates if d <= day]
+    snapshot_date = earlier[-1] if earlier else dates[0]
+    symbols = lake.read("coin_universe", date=snapshot_date)["symbol"].tolist()
+    if REFERENCE_SYMBOL not in symbols:
+        symbols.append(REFERENCE_SYMBOL)
+    return DayUniverse(symbols=symbols, snapshot_date=snapshot_date, point_in_time=bool(earlier))
+
+
+InvalidMemo = dict[dt.date, dict[str, str]]
+
+
+def _drop_invalid(
+    lake: Lake, candles: pd.DataFrame, days: list[dt.date], memo: InvalidMemo | None = None
+) -> tuple[pd.DataFrame, dict[tuple[str, dt.date], str]]:
+    """`candles` without the symbol-days that failed ``candles_valid``, and those symbol-days with why.
+
+    `memo` keeps each day's answer for the next call: the days of a range share most of their
+    warm-up, and each answer costs a file footer per symbol.
+    """
+    memo = {} if memo is None else memo
+    for day in days:
+        if day not in memo:
+            memo[day] = lake.invalid_ohlcv(day)
+    invalid = {(symbol, day): why for day in days for symbol, why in memo[day].items()}
+    if not invalid or candles.empty:
+        return candles, invalid
+    keys = pd.MultiIndex.from_arrays([candles["symbol"], candles["open_time"].dt.normalize()])
+    bad = pd.MultiIndex.from_tuples([(s, pd.Timestamp(d)) for s, d in invalid])
+    return candles[~keys.isin(bad)].reset_index(drop=True), invalid
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def build_feature_day(lake: Lake, day: dt.date, *, memo: InvalidMemo | None = None) -> FeatureDay:
+    """Features of the day's universe on `day` (UTC); see the module docstring.
+
+    Pass the same `memo` ({}) to the calls of one run. Raises :class:`StoreError` when no universe
+    snapshot is stored.
+    """
     schema = feature_schema()
+    universe = day_universe(lake, day)
     start_of_day = dt.datetime.combine(day, dt.time())
     end_of_day = start_of_day + dt.timedelta(days=1)
     warm = warmup_days()
     candles = lake.read_ohlcv(
-        symbols=None,
-        start=start_of_day - dt.timedelta(days=warm),
-        end=end_of_day + dt.timedelta(days=LABEL_HORIZON_DAYS),
+        symbols=universe.symbols, start=start_of_day - dt.timedelta(days=warm), end=end_of_day
     )
-    up_to_day_end = candles[candles["open_time"] < end_of_day]
-    day_symbols = up_to_day_end.loc[up_to_day_end["open_time"] >= start_of_day, "symbol"].unique()
-    up_to_day_end = up_to_day_end[up_to_day_end["symbol"].isin(day_symbols)].reset_index(drop=True)
+    candles, invalid = _drop_invalid(lake, candles, _days(day - dt.timedelta(days=warm), day), memo)
+    left_out = {s: why for (s, d), why in invalid.items() if d == day and s in universe.symbols}
+    warmup_dropped: dict[str, list[str]] = {}
+    for s, d in sorted(invalid):
+        if d < day and s in universe.symbols:
+            warmup_dropped.setdefault(s, []).append(d.isoformat())
 
-    computed = compute_features(up_to_day_end)
-    in_day = (up_to_day_end["open_time"] >= start_of_day).to_numpy()
+    day_symbols = set(candles.loc[candles["open_time"] >= start_of_day, "symbol"].unique())
+    candles = candles[candles["symbol"].isin(day_symbols)].reset_index(drop=True)
+    computed = compute_features(candles)
+    in_day = (candles["open_time"] >= start_of_day).to_numpy()
     features = computed.loc[in_day, ["symbol", "open_time", *schema.names]].reset_index(drop=True)
-    bars_before = up_to_day_end.groupby("symbol").cumcount().to_numpy()[in_day]
-
-    labels = _labels_of_day(candles[candles["symbol"].isin(day_symbols)], start_of_day)
+    features.insert(2, SCHEMA_HASH_KEY, schema.hash)
+    bars_before = candles.groupby("symbol").cumcount().to_numpy()[in_day]
     return FeatureDay(
         day=day,
         features=features,
-        labels=labels,
         checks=check_features(features, bars_before),
-        symbols=len(day_symbols),
+        universe=universe,
+        schema_hash=schema.hash,
         warmup_days=warm,
+        without_candles=[s for s in universe.symbols if s not in day_symbols and s not in left_out],
+        left_out=left_out,
+        warmup_dropped=warmup_dropped,
     )
 
 
-def build_labels(lake: Lake, day: dt.date) -> pd.DataFrame:
-    """Labels of every symbol with candles on `day`, from that day and the next (when stored)."""
+def build_label_day(lake: Lake, day: dt.date, *, memo: InvalidMemo | None = None) -> LabelDay:
+    """Labels of every symbol with valid candles on `day`, from that day and the next (when stored)."""
     start_of_day = dt.datetime.combine(day, dt.time())
-    candles = lake.read_ohlcv(
-        symbols=None, start=start_of_day, end=start_of_day + dt.timedelta(days=1 + LABEL_HORIZON_DAYS)
-    )
-    return _labels_of_day(candles, start_of_day)
-
-
-def _labels_of_day(candles: pd.DataFrame, start_of_day: dt.datetime) -> pd.DataFrame:
-    labels = compute_labels(candles.reset_index(drop=True))
     end_of_day = start_of_day + dt.timedelta(days=1)
+    candles = lake.read_ohlcv(
+        symbols=None, start=start_of_day, end=end_of_day + dt.timedelta(days=LABEL_HORIZON_DAYS)
+    )
+    next_day = day + dt.timedelta(days=1)
+    candles, invalid = _drop_invalid(lake, candles, [day, next_day], memo)
+    day_symbols = candles.loc[candles["open_time"] < end_of_day, "symbol"].unique()
+    candles = candles[candles["symbol"].isin(day_symbols)].reset_index(drop=True)
+    labels = compute_labels(candles)
     rows = (labels["open_time"] >= start_of_day) & (labels["open_time"] < end_of_day)
-    return labels.loc[rows, schemas.LABELS.names].reset_index(drop=True)
+    return LabelDay(
+        day=day,
+        labels=labels.loc[rows, schemas.LABELS.names].reset_index(drop=True),
+        next_day_candles=int((candles["open_time"] >= end_of_day).sum()),
+        left_out={s: why for (s, d), why in invalid.items() if d == day},
+        next_day_left_out={s: why for (s, d), why in invalid.items() if d == next_day},
+    )
 
 
 def check_features(features: pd.DataFrame, bars_before: np.ndarray) -> list[CheckOutcome]:
@@ -130,16 +236,40 @@ def check_features(features: pd.DataFrame, bars_before: np.ndarray) -> list[Chec
     ]
 
 
-def write_feature_day(lake: Lake, built: FeatureDay) -> tuple[WriteResult, WriteResult, WriteResult]:
-    """Store features (hash in the file's metadata), labels and the catalog of this schema."""
-    schema = feature_schema()
+def write_feature_day(lake: Lake, built: FeatureDay) -> tuple[WriteResult, WriteResult]:
+    """Store the features (hash in a column and in the file's metadata) and this schema's catalog."""
+    names = [c for c in built.features.columns if c not in ("symbol", "open_time", SCHEMA_HASH_KEY)]
     features = lake.write(
         "features",
         built.features,
-        schema=schemas.features_schema(schema.names),
-        metadata={SCHEMA_HASH_KEY: schema.hash},
+        schema=schemas.features_schema(names),
+        metadata={SCHEMA_HASH_KEY: built.schema_hash},
         date=built.day,
     )
-    labels = lake.write("labels", built.labels, date=built.day)
-    catalog = lake.write("feature_catalog", feature_catalog(), schema_hash=schema.hash)
-    return features, labels, catalog
+    catalog = lake.write(
+        "feature_catalog",
+        feature_catalog().assign(**{SCHEMA_HASH_KEY: built.schema_hash}),
+        schema_hash=built.schema_hash,
+    )
+    return features, catalog
+
+
+def write_label_day(lake: Lake, built: LabelDay) -> WriteResult:
+    """Store one day of labels."""
+    return lake.write("labels", built.labels, date=built.day)
+
+
+def stored_feature_hashes(lake: Lake) -> dict[dt.date, str | None]:
+    """{day: the schema hash its stored features file was built with (None: none recorded)}."""
+    hashes: dict[dt.date, str | None] = {}
+    for path in lake.files("features"):
+        raw = pq.read_schema(path).metadata or {}
+        stored = raw.get(SCHEMA_HASH_KEY.encode())
+        hashes[dt.date.fromisoformat(path.stem.removeprefix("date="))] = stored.decode() if stored else None
+    return hashes
+
+
+def stale_feature_days(lake: Lake, current_hash: str | None = None) -> dict[dt.date, str | None]:
+    """Stored feature days built under another schema than `current_hash` (default: the registry's)."""
+    current = current_hash or feature_schema().hash
+    return {day: h for day, h in stored_feature_hashes(lake).items() if h != current}

@@ -1,4 +1,4 @@
-"""``feature_table`` materialized for a day from candles the ohlcv asset stored."""
+"""``feature_table`` materialized for a day from candles the ohlcv asset stored and its universe."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 from quant_assets.defs.assets.feature_table import feature_table
 from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.defs.automation import RANGE_END, RANGE_START, feature_table_sensor
-from quant_assets.feature_store import SCHEMA_HASH_KEY
+from quant_assets.feature_days import SCHEMA_HASH_KEY
 from quant_assets.features import feature_schema, latest_features
 from quant_assets.simulator import Simulator
 from quant_assets.store.lake import Lake
 from quant_assets_tests.dagster_helpers import materialize_range, query, resources_for
+from quant_assets_tests.feature_helpers import latest_metadata, write_universe
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
 
@@ -29,6 +30,7 @@ def built(sim: Simulator, tmp_path: Path, yesterday: dt.date) -> tuple[dg.Dagste
     sim.faults.gap("SOLUSDT", gap_start, gap_start + dt.timedelta(minutes=30))
     instance = dg.DagsterInstance.ephemeral()
     resources = resources_for(sim, tmp_path)
+    write_universe(tmp_path, yesterday - dt.timedelta(days=2), SYMBOLS)
     assert materialize_range(
         ohlcv, instance, resources, SYMBOLS, yesterday - dt.timedelta(days=2), yesterday
     ).success
@@ -47,16 +49,19 @@ def test_features_of_every_symbol_for_the_day_with_passing_checks(
     rows = query(tmp_path, "SELECT symbol, count(*) FROM features GROUP BY symbol ORDER BY symbol")
     assert rows == [("BTCUSDT", 288), ("ETHUSDT", 288), ("SOLUSDT", 282), ("XRPUSDT", 288)]
     columns = [r[0] for r in query(tmp_path, "SELECT column_name FROM (DESCRIBE features)")]
-    assert columns == ["symbol", "open_time", *schema.names]
+    assert columns == ["symbol", "open_time", SCHEMA_HASH_KEY, *schema.names]
     assert len(schema.names) >= 60
-    for check in ("no_nan_after_warmup", "no_infinities", "schema_hash_matches"):
+    assert query(tmp_path, "SELECT DISTINCT feature_schema_hash FROM features") == [(schema.hash,)]
+    for check in ("no_nan_after_warmup", "no_infinities", "stored_days_match_schema"):
         record = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("feature_table"), check), limit=1
         )[0]
         assert record.status.value == "SUCCEEDED", check
     path = Lake(tmp_path).path("features", date=yesterday)
     assert pq.read_schema(path).metadata[SCHEMA_HASH_KEY.encode()].decode() == schema.hash
-    assert query(tmp_path, "SELECT count(*) FROM feature_catalog") == [(len(schema.names),)]
+    assert query(tmp_path, "SELECT feature_schema_hash, count(*) FROM feature_catalog GROUP BY 1") == [
+        (schema.hash, len(schema.names))
+    ]
 
 
 def test_the_gap_is_visible_and_still_gets_features(
@@ -72,14 +77,10 @@ def test_the_gap_is_visible_and_still_gets_features(
     assert rows == [(7.0,)]  # 35 minutes since the previous candle: seven 5-minute bars
 
 
-def test_labels_live_apart_and_are_null_only_where_the_future_is_unknown(
-    built: tuple[dg.DagsterInstance, dict], tmp_path: Path
+def test_feature_table_writes_no_labels(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
 ) -> None:
-    rows = query(
-        tmp_path,
-        "SELECT count(*), count(fwd_ret_1), count(fwd_ret_12), count(fwd_ret_48) FROM labels WHERE symbol = 'BTCUSDT'",
-    )
-    assert rows == [(288, 287, 276, 240)]  # yesterday is the last stored day
+    assert not Lake(tmp_path).path("labels", date=yesterday).exists()  # the labels asset writes them
     feature_columns = {r[0] for r in query(tmp_path, "SELECT column_name FROM (DESCRIBE features)")}
     assert not {c for c in feature_columns if c.startswith("fwd_")}
 
@@ -128,12 +129,12 @@ def test_a_range_of_days_is_one_run_with_the_same_bytes_as_day_by_day(
 def test_the_sensor_requests_one_run_per_range_of_days(
     built: tuple[dg.DagsterInstance, dict], yesterday: dt.date
 ) -> None:
-    instance, _ = built
-    with dg.build_sensor_context(instance=instance) as context:
+    instance, resources = built
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
         result = feature_table_sensor(context)
     assert isinstance(result, dg.SensorResult)
-    assert [dict(r.tags) for r in result.run_requests] == [
-        {RANGE_START: str(yesterday - dt.timedelta(days=2)), RANGE_END: str(yesterday)}
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in result.run_requests] == [
+        (str(yesterday - dt.timedelta(days=2)), str(yesterday))
     ]
 
 
@@ -141,22 +142,22 @@ def test_new_candles_rebuild_the_later_days_they_warm_up(
     built: tuple[dg.DagsterInstance, dict], sim: Simulator, tmp_path: Path, yesterday: dt.date
 ) -> None:
     instance, resources = built
-    with dg.build_sensor_context(instance=instance) as context:
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
         first = feature_table_sensor(context)
     assert isinstance(first, dg.SensorResult)
     early = yesterday - dt.timedelta(days=2)
     materialize_range(ohlcv, instance, resources, ["ETHUSDT"], early, early)  # a late correction
-    with dg.build_sensor_context(instance=instance, cursor=first.cursor) as context:
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor) as context:
         second = feature_table_sensor(context)
     assert isinstance(second, dg.SensorResult)
     # yesterday's features were built and read `early` as warm-up: they are rebuilt too.
-    assert [dict(r.tags) for r in second.run_requests] == [
-        {RANGE_START: str(early), RANGE_END: str(yesterday)}
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in second.run_requests] == [
+        (str(early), str(yesterday))
     ]
 
 
 def test_the_sensor_waits_while_any_ohlcv_run_is_in_flight(built: tuple[dg.DagsterInstance, dict]) -> None:
-    instance, _ = built
+    instance, resources = built
     instance.add_run(
         dg.DagsterRun(
             job_name="__ASSET_JOB",  # what a UI or CLI materialization runs as
@@ -164,5 +165,63 @@ def test_the_sensor_waits_while_any_ohlcv_run_is_in_flight(built: tuple[dg.Dagst
             tags={RANGE_START: "2026-11-20|BTCUSDT", RANGE_END: "2026-11-21|ETHUSDT"},
         )
     )
-    with dg.build_sensor_context(instance=instance) as context:
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
         assert isinstance(feature_table_sensor(context), dg.SkipReason)
+
+
+def test_the_day_covers_its_universe_snapshot_not_whatever_has_candles(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
+) -> None:
+    instance, resources = built
+    # XRPUSDT has candles but left the universe; DOGEUSDT entered it without candles stored;
+    # BTCUSDT is not in it but is the cross-section's reference.
+    write_universe(tmp_path, yesterday, ["ETHUSDT", "SOLUSDT", "DOGEUSDT"])
+    result = dg.materialize(
+        [feature_table], instance=instance, resources=resources, partition_key=str(yesterday)
+    )
+    assert result.success
+    rows = query(tmp_path, "SELECT DISTINCT symbol FROM features ORDER BY symbol")
+    assert rows == [("BTCUSDT",), ("ETHUSDT",), ("SOLUSDT",)]
+    metadata = latest_metadata(instance, "feature_table", yesterday)
+    assert metadata["universe_snapshot"] == str(yesterday)
+    assert metadata["universe_point_in_time"] is True
+    assert metadata["without_candles"] == ["DOGEUSDT"]
+    assert metadata["symbols"] == 3
+
+
+def test_a_day_before_the_first_snapshot_says_it_is_not_point_in_time(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(sim, tmp_path)
+    before = yesterday - dt.timedelta(days=1)
+    assert materialize_range(ohlcv, instance, resources, ["BTCUSDT", "ETHUSDT"], before, yesterday).success
+    write_universe(tmp_path, yesterday, ["ETHUSDT"])  # the first snapshot is taken after `before`
+    for day in (before, yesterday):
+        assert dg.materialize(
+            [feature_table], instance=instance, resources=resources, partition_key=str(day)
+        ).success
+    early, late = (latest_metadata(instance, "feature_table", day) for day in (before, yesterday))
+    assert (early["universe_snapshot"], early["universe_point_in_time"]) == (str(yesterday), False)
+    assert (late["universe_snapshot"], late["universe_point_in_time"]) == (str(yesterday), True)
+
+
+def test_no_snapshot_at_all_fails_the_day_with_a_clear_error(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(sim, tmp_path)
+    assert materialize_range(ohlcv, instance, resources, ["BTCUSDT"], yesterday, yesterday).success
+    result = dg.materialize(
+        [feature_table],
+        instance=instance,
+        resources=resources,
+        partition_key=str(yesterday),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "no coin_universe snapshot is stored" in str(
+        failure.step_failure_data.user_failure_data.description
+    )
+    assert not Lake(tmp_path).path("features", date=yesterday).exists()

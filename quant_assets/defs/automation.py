@@ -4,9 +4,11 @@
 * ``ohlcv_sensor``: after each universe snapshot, requests every missing ``ohlcv`` partition of the
   lookback window as a few rectangles (symbols x days), each ONE run: a new symbol's 90-day history
   and the day's refresh of every symbol never cost a run per partition.
-* ``feature_table_sensor``: once ``ohlcv`` has stopped landing for a day, (re)builds that day's features.
+* ``feature_table_sensor``: once ``ohlcv`` has stopped landing for a day, (re)builds that day's
+  features, and rebuilds every stored day built under another feature schema hash.
+* ``labels_sensor``: when ``ohlcv`` d lands, (re)builds labels d - 1 (its future arrived) and d.
 
-All three start RUNNING (``default_status``); the daemon (``dagster dev`` runs one) evaluates them.
+All four start RUNNING (``default_status``); the daemon (``dagster dev`` runs one) evaluates them.
 """
 
 import datetime as dt
@@ -25,7 +27,8 @@ from quant_assets.defs.partitions import (
 )
 from quant_assets.defs.resources import CollectionConfig, LakeResource
 from quant_assets.errors import StoreError
-from quant_assets.feature_store import warmup_days
+from quant_assets.feature_days import stale_feature_days, warmup_days
+from quant_assets.features import feature_schema
 from quant_assets.ohlcv_collect import consecutive_runs
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -34,6 +37,7 @@ RANGE_END = "dagster/asset_partition_range_end"
 coin_universe_job = dg.define_asset_job("coin_universe_job", selection="coin_universe")
 ohlcv_job = dg.define_asset_job("ohlcv_job", selection="ohlcv")
 feature_table_job = dg.define_asset_job("feature_table_job", selection="feature_table")
+labels_job = dg.define_asset_job("labels_job", selection="labels")
 
 
 @dg.schedule(
@@ -152,29 +156,48 @@ def ohlcv_runs_in_flight(instance: dg.DagsterInstance) -> int:
     )
 
 
-@dg.sensor(
-    job=feature_table_job,
-    minimum_interval_seconds=120,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def feature_table_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Rebuild the features of the days whose candles changed, once no ``ohlcv`` run is in flight.
+def day_range_requests(days: Iterable[dt.date], *, key: str, reason: str) -> list[dg.RunRequest]:
+    """One run per range of consecutive `days` (range tags), run keys made unique by `key`."""
+    return [
+        dg.RunRequest(
+            run_key=f"{key}-{first}-{last}",
+            tags={RANGE_START: str(first), RANGE_END: str(last), "quant_assets/reason": reason},
+        )
+        for first, last in consecutive_runs(set(days))
+    ]
 
-    One run per range of consecutive days: a 90-day backfill of candles costs one run here too.
-    """
-    busy = ohlcv_runs_in_flight(context.instance)
-    if busy:
-        return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
-    after = int(json.loads(context.cursor or "{}").get("after", 0))
+
+def _new_ohlcv_days(context: dg.SensorEvaluationContext, after: int) -> tuple[set[dt.date], int]:
+    """Days of the ``ohlcv`` partitions materialized after storage id `after`, and the newest id."""
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("ohlcv"), after_storage_id=after),
         limit=10_000,  # the most Dagster returns at once; the cursor takes the rest next tick
         ascending=True,
     ).records
     if not records:
-        return dg.SkipReason("no new ohlcv partitions")
-    newest = max(r.storage_id for r in records)
-    changed = {split_ohlcv_key(r.partition_key or "")[1] for r in records}
+        return set(), after
+    return {split_ohlcv_key(r.partition_key or "")[1] for r in records}, max(r.storage_id for r in records)
+
+
+@dg.sensor(
+    job=feature_table_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def feature_table_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Rebuild the days whose candles changed, and the stored days of another schema hash.
+
+    Waits while any ``ohlcv`` run is in flight. One run per range of consecutive days: a 90-day
+    backfill of candles, or a feature parameter change over 90 stored days, costs one run. A stale
+    day is asked for under a run key holding the registry hash, so it is launched once per hash.
+    """
+    busy = ohlcv_runs_in_flight(context.instance)
+    if busy:
+        return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
+    after = int(json.loads(context.cursor or "{}").get("after", 0))
+    changed, newest = _new_ohlcv_days(context, after)
     # A day's candles are also the warm-up of the features of the days after it: rebuild those, up
     # to the warm-up's reach and no later than the last day that has features already.
     built = [
@@ -189,11 +212,45 @@ def feature_table_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
         for k in range(1, reach + 1)
         if d + dt.timedelta(days=k) <= last_built
     }
-    requests = [
-        dg.RunRequest(
-            run_key=f"feature_table-{first}-{last}-{newest}",
-            tags={RANGE_START: str(first), RANGE_END: str(last)},
-        )
-        for first, last in consecutive_runs(days)
-    ]
+    registry_hash = feature_schema().hash
+    try:
+        stale = set(stale_feature_days(lake.lake(), registry_hash))
+    except OSError as error:  # e.g. a file being replaced under us: the next tick sees it
+        context.log.warning(f"could not read the stored features' hashes: {error}")
+        stale = set()
+    cursor = json.dumps({"after": newest})
+    if not days and not stale:
+        return dg.SkipReason("no new ohlcv partitions and no stored day of another schema hash")
+    requests = day_range_requests(days - stale, key=f"feature_table-{newest}", reason="new candles")
+    requests += day_range_requests(
+        stale, key=f"feature_table-schema-{registry_hash[:16]}", reason="stored under another schema hash"
+    )
+    context.log.info(
+        f"{len(days - stale)} days with new candles, {len(stale)} stale days -> {len(requests)} runs"
+    )
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+@dg.sensor(
+    job=labels_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """When ``ohlcv`` d lands, rebuild labels d - 1 (its forward horizons reach into d) and d.
+
+    Waits while any ``ohlcv`` run is in flight; one run per range of consecutive days.
+    """
+    busy = ohlcv_runs_in_flight(context.instance)
+    if busy:
+        return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
+    after = int(json.loads(context.cursor or "{}").get("after", 0))
+    changed, newest = _new_ohlcv_days(context, after)
+    if not changed:
+        return dg.SkipReason("no new ohlcv partitions")
+    # The day before gets its future only when it has labels already (else it has no candles, or
+    # its own candles are in `changed` and it is built anyway).
+    labelled = set(context.instance.get_materialized_partitions(dg.AssetKey("labels")))
+    days = changed | {c - dt.timedelta(days=1) for c in changed if str(c - dt.timedelta(days=1)) in labelled}
+    requests = day_range_requests(days, key=f"labels-{newest}", reason="new candles")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps({"after": newest}))

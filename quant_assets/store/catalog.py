@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -35,13 +36,55 @@ class ViewSpec:
     table: str
     schema: pa.Schema | None  # None: schema-on-read only (features); no empty placeholder
     union_by_name: bool = False
+    # Narrows the files' rows (`select(source)` is the view's SQL over the files' SELECT), and the
+    # text its SQL must hold to be current: a view without it is recreated (features: the hash).
+    select: Callable[[str], str] | None = None
+    pinned: Callable[[], str] | None = None
+
+
+def _current_feature_hash() -> str:
+    # Imported here: only the features views need the (heavy) feature library.
+    from quant_assets.features import feature_schema
+
+    return feature_schema().hash
+
+
+def _features_of_current_schema(source: str) -> str:
+    """The rows built under the registry's current schema, with exactly its columns, in order.
+
+    Days built under another schema (a parameter changed since) are left to ``features_all`` until
+    the feature sensor or ``quant-assets features --rebuild-stale`` rebuilds them: a query on
+    ``features`` never mixes two definitions of a column. Files that predate the hash column have
+    NULL there and are left out alike.
+    """
+    from quant_assets.features import feature_schema
+
+    schema = feature_schema()
+    typed = schemas.features_schema(schema.names)
+    columns = ", ".join(f'"{field.name}"' for field in typed)
+    # Every column exists even when no file has it yet (an empty typed row set joined by name), so
+    # the view binds before the first day of a new schema is stored. The hash is hex and the names
+    # come from the registry (checked identifiers), never from input.
+    empty = ", ".join(f'CAST(NULL AS {_DUCKDB_TYPES[field.type]}) AS "{field.name}"' for field in typed)
+    return (
+        f"SELECT {columns} FROM ({source} UNION ALL BY NAME SELECT {empty} WHERE false) "
+        f"WHERE {schemas.FEATURE_SCHEMA_HASH} = '{schema.hash}'"
+    )
 
 
 VIEWS: tuple[ViewSpec, ...] = (
     ViewSpec("coin_universe", "coin_universe", schemas.COIN_UNIVERSE),
     ViewSpec("ohlcv", "ohlcv_daily", schemas.OHLCV),
-    ViewSpec("features", "features", None, union_by_name=True),
-    ViewSpec("feature_catalog", "feature_catalog", schemas.FEATURE_CATALOG),
+    ViewSpec(
+        "features",
+        "features",
+        None,
+        union_by_name=True,
+        select=_features_of_current_schema,
+        pinned=_current_feature_hash,
+    ),
+    ViewSpec("features_all", "features", None, union_by_name=True),  # every stored day, any hash
+    ViewSpec("feature_catalog", "feature_catalog", schemas.FEATURE_CATALOG, union_by_name=True),
     ViewSpec("labels", "labels", schemas.LABELS),
 )
 
@@ -89,6 +132,8 @@ class Catalog:
             source = f"SELECT {columns} WHERE false"
         else:
             return None
+        if files and view.select is not None:
+            source = view.select(source)
         return f'CREATE OR REPLACE VIEW "{view.name}" AS {source}'
 
     def ensure_views(self, *, force: bool = False, timeout_s: float = 10.0) -> list[str]:
@@ -105,7 +150,9 @@ class Catalog:
             wanted = {
                 name: view
                 for name, view in wanted.items()
-                if current.get(name) is None or (current[name] and self.lake.files(view.table))
+                if current.get(name) is None
+                or (current[name].rstrip("; ").endswith("WHERE false") and self.lake.files(view.table))
+                or (view.pinned is not None and view.pinned() not in current[name])
             }
         statements = {name: sql for name, view in wanted.items() if (sql := self.view_sql(view)) is not None}
         if not statements:
@@ -123,13 +170,11 @@ class Catalog:
                     return []
                 time.sleep(0.2)
 
-    def _current_views(self) -> dict[str, bool] | None:
-        """{view name: is it the empty placeholder}, or None when the file is busy."""
+    def _current_views(self) -> dict[str, str] | None:
+        """{view name: its SQL}, or None when the file is busy."""
         try:
             with duckdb.connect(str(self.path), read_only=True) as con:
-                rows = con.execute(
-                    "SELECT view_name, sql LIKE '%WHERE false%' FROM duckdb_views() WHERE NOT internal"
-                ).fetchall()
+                rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
         except duckdb.IOException:
             return None
-        return {name: bool(empty) for name, empty in rows}
+        return {name: str(sql) for name, sql in rows}

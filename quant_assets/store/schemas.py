@@ -58,12 +58,21 @@ FEATURE_CATALOG = pa.schema(
         ("group", pa.string()),
         ("description", pa.string()),
         ("lookback_bars", pa.int32()),
+        ("feature_schema_hash", pa.string()),  # the schema these definitions belong to
     ]
 )
 
 
+FEATURE_SCHEMA_HASH = "feature_schema_hash"  # the registry hash a features row was built with
+
+
 def features_schema(feature_names: list[str]) -> pa.Schema:
-    """Schema of the features table: symbol, open_time, then one DOUBLE per feature, in order."""
+    """Schema of the features table: symbol, open_time, feature_schema_hash, one DOUBLE per feature.
+
+    The hash is on every row (as well as in the file's metadata) so the ``features`` view can keep
+    days built under another schema apart.
+    """
     return pa.schema(
-        [("symbol", pa.string()), ("open_time", TIMESTAMP)] + [(name, pa.float64()) for name in feature_names]
+        [("symbol", pa.string()), ("open_time", TIMESTAMP), (FEATURE_SCHEMA_HASH, pa.string())]
+        + [(name, pa.float64()) for name in feature_names]
     )

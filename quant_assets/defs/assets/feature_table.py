@@ -1,4 +1,4 @@
-"""``feature_table``: one day of features for every symbol, from the one feature library."""
+"""``feature_table``: one day of features for the day's universe, from the one feature library."""
 
 import datetime as dt
 
@@ -7,16 +7,13 @@ import dagster as dg
 from quant_assets.defs.checks import emit_partition_checks
 from quant_assets.defs.partitions import daily_partitions
 from quant_assets.defs.resources import LakeResource
-from quant_assets.feature_store import (
-    SCHEMA_HASH_KEY,
-    build_feature_day,
-    build_labels,
-    write_feature_day,
-)
+from quant_assets.errors import StoreError
+from quant_assets.feature_days import build_feature_day, stale_feature_days, write_feature_day
 from quant_assets.features import feature_schema
 from quant_assets.quality import CheckOutcome
 
-CHECK_NAMES = ("no_nan_after_warmup", "no_infinities", "schema_hash_matches")
+CHECK_NAMES = ("no_nan_after_warmup", "no_infinities")
+STALE_CHECK = "stored_days_match_schema"
 
 
 @dg.asset(
@@ -29,7 +26,8 @@ CHECK_NAMES = ("no_nan_after_warmup", "no_infinities", "schema_hash_matches")
         dg.AssetDep(
             "ohlcv",
             partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"),
-        )
+        ),
+        dg.AssetDep("coin_universe"),  # the universe snapshot of the same day
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -39,48 +37,51 @@ CHECK_NAMES = ("no_nan_after_warmup", "no_infinities", "schema_hash_matches")
         ),
         dg.AssetCheckSpec("no_infinities", asset="feature_table", description="no value is +/-inf"),
         dg.AssetCheckSpec(
-            "schema_hash_matches",
+            STALE_CHECK,
             asset="feature_table",
-            description="the hash stored in each file equals the feature registry's",
+            description=(
+                "every stored features day was built under the registry's current schema hash; "
+                "lists the days that were not (the feature sensor rebuilds them)"
+            ),
         ),
     ],
 )
 def feature_table(context: dg.AssetExecutionContext, lake: LakeResource):  # noqa: ANN201 - a generator of check results
-    """Every registered feature for each symbol's candles of the day, plus forward-return labels.
+    """Every registered feature for the symbols of the day's `coin_universe` (plus BTCUSDT).
 
     Computed by `quant_assets.features.compute_features`, the same function training and live
     inference call. Each day reads its own fixed warm-up window from the lake, so a day's file is
-    the same bytes whether it was built alone or in a backfill of many days (one run). The file
-    carries the feature schema hash, and a check proves it equals the registry's. Labels (forward
-    log returns at 1, 12 and 48 bars) go to their own table and are never inputs.
+    the same bytes whether it was built alone or in a backfill of many days (one run). Symbol-days
+    that failed `candles_valid` are left out (the metadata says which and why). Every row carries
+    the feature schema hash; the `features` view shows the current hash's days only.
+    Labels are the `labels` asset.
     """
     store = lake.lake()
     registry_hash = feature_schema().hash
     days = sorted(dt.date.fromisoformat(key) for key in context.partition_keys)
     outcomes: dict[str, list[CheckOutcome]] = {}
     failed: dict[str, str] = {}
+    invalid_memo: dict[dt.date, dict[str, str]] = {}
     for day in days:
-        built = build_feature_day(store, day)
-        if built.features.empty:
-            failed[str(day)] = f"no candles stored for {day}: materialize ohlcv for that day first"
+        try:
+            built = build_feature_day(store, day, memo=invalid_memo)
+        except StoreError as error:  # no universe snapshot stored: nothing to build against
+            failed[str(day)] = str(error)
             continue
-        features, labels, _ = write_feature_day(store, built)
-        # The day before had no future for its last 48 bars when it was built alone; now it has
-        # one. Inside this run it was just built with this day's candles already stored.
-        previous = day - dt.timedelta(days=1)
-        if previous not in days and store.path("labels", date=previous).exists():
-            store.write("labels", build_labels(store, previous), date=previous)
-        stored_hash = store.file_metadata("features", date=day).get(SCHEMA_HASH_KEY)
-        outcomes[str(day)] = [
-            *built.checks,
-            CheckOutcome(
-                "schema_hash_matches",
-                stored_hash == registry_hash,
-                "ERROR",
-                "the hash stored in the file equals the feature registry's",
-                {"stored": str(stored_hash), "registry": registry_hash},
-            ),
-        ]
+        if built.features.empty:
+            failed[str(day)] = f"no valid candles stored for {day}: materialize ohlcv for that day first"
+            if built.left_out:
+                failed[str(day)] += f" (left out as invalid: {built.left_out})"
+            continue
+        features, _ = write_feature_day(store, built)
+        outcomes[str(day)] = built.checks
+        if built.left_out:
+            context.log.warning(f"feature_table {day}: left out invalid symbol-days {built.left_out}")
+        if not built.universe.point_in_time:
+            context.log.warning(
+                f"feature_table {day}: no coin_universe snapshot on or before it; the universe of "
+                f"{built.universe.snapshot_date} is used (not point in time)"
+            )
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=context.asset_key,
@@ -89,10 +90,14 @@ def feature_table(context: dg.AssetExecutionContext, lake: LakeResource):  # noq
                     "rows": features.rows,
                     "symbols": built.symbols,
                     "features": len(feature_schema().names),
-                    "feature_schema_hash": registry_hash,
+                    "feature_schema_hash": built.schema_hash,
+                    "universe_snapshot": str(built.universe.snapshot_date),
+                    "universe_point_in_time": built.universe.point_in_time,
+                    "universe_symbols": len(built.universe.symbols),
+                    "without_candles": dg.MetadataValue.json(built.without_candles),
+                    "left_out_invalid": dg.MetadataValue.json(built.left_out),
+                    "warmup_days_dropped_invalid": dg.MetadataValue.json(built.warmup_dropped),
                     "warmup_days_read": built.warmup_days,
-                    "label_rows": labels.rows,
-                    "labels_known_fwd_48": int(built.labels["fwd_ret_48"].notna().sum()),
                     "path": dg.MetadataValue.path(str(features.path)),
                     "sha256": features.sha256,
                 },
@@ -101,10 +106,31 @@ def feature_table(context: dg.AssetExecutionContext, lake: LakeResource):  # noq
         context.log.info(f"feature_table {day}: {features.rows:,} rows of {built.symbols} symbols")
     lake.catalog().ensure_views()
     yield from emit_partition_checks(context, context.asset_key, outcomes, CHECK_NAMES)
+    yield stale_days_result(stale_feature_days(store, registry_hash), registry_hash)
     if failed:
         listing = "\n".join(f"  {day}: {message}" for day, message in failed.items())
         raise dg.Failure(
-            description=f"{len(failed)} of {len(days)} days have no candles; the others are stored:\n{listing}",
+            description=f"{len(failed)} of {len(days)} days were not built; the others are stored:\n{listing}",
             metadata={"failed_days": dg.MetadataValue.json(failed)},
             allow_retries=False,
         )
+
+
+def stale_days_result(stale: dict[dt.date, str | None], registry_hash: str) -> dg.AssetCheckResult:
+    """The stored days whose schema hash is not the registry's: the check fails when any exists."""
+    listed = {str(day): stored or "none recorded" for day, stored in sorted(stale.items())}
+    return dg.AssetCheckResult(
+        check_name=STALE_CHECK,
+        passed=not stale,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            "every stored day has the registry's schema hash"
+            if not stale
+            else f"{len(stale)} stored days were built under another schema; the feature sensor rebuilds them"
+        ),
+        metadata={
+            "registry_hash": registry_hash,
+            "stale_days": len(stale),
+            "stale": dg.MetadataValue.json(dict(list(listed.items())[:200])),
+        },
+    )
