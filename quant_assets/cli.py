@@ -15,7 +15,8 @@ import warnings
 from collections.abc import Sequence
 
 from quant_assets.errors import QuantAssetsError
-from quant_assets.settings import Settings
+from quant_assets.log_forwarding import not_forwarded
+from quant_assets.settings import Settings, lookback_start
 
 DEMO_QUERY = (
     "SELECT symbol, count(*) AS candles, round(stddev(ln(close)), 4) AS log_price_sd "
@@ -60,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the UI; the run's failure (and `backfill`'s output) names them. The Makefile sets it for dev too.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
+    before = set(logging.getLogger().handlers)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in set(logging.getLogger().handlers) - before:  # a run's log prints what it took
+        handler.addFilter(not_forwarded)
     logging.getLogger("quant_assets").setLevel(logging.INFO)
     try:
         if args.command == "simulator":
@@ -129,11 +133,15 @@ def _features(*, rebuild_stale: bool) -> int:
 def _demo(*, symbols: int, days: int) -> int:
     from quant_assets.simulator import Simulator
 
+    if days < 1 or symbols < 1:
+        raise QuantAssetsError(f"demo: --days and --symbols must be at least 1, got {days} and {symbols}")
     with Simulator() as sim:
         os.environ["QT_BINANCE_FAPI_URL"] = sim.url
         os.environ["QT_COINGECKO_API_URL"] = sim.coingecko_url
         os.environ["QT_MAX_SYMBOLS"] = str(symbols)
         os.environ.setdefault("QT_DATA_DIR", "./data")
+        # Partitions start with the demo's first day, so the UI's "missing" means "not fetched".
+        os.environ.setdefault("QT_HISTORY_START", str(lookback_start(days)))
         from quant_assets.defs.orchestrate import materialize_window
 
         started = time.monotonic()
