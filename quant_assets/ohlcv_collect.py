@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from quant_assets.errors import QuantAssetsError
-from quant_assets.sources.binance import BinanceFuturesClient
+from quant_assets.sources.binance import BinanceFuturesClient, IncompleteFetchError, ServedCandles
 from quant_assets.symbols import checked_symbol
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+LEFT_OUT_REASONS = ("still_open", "exact_repeats", "outside_range")
 
 
 @dataclass(frozen=True, order=True)
@@ -65,12 +66,17 @@ class CollectResult:
     Attributes:
         written: candles written per partition (0 when the venue served none that day).
         failed: why each partition that was not written failed.
+        left_out: per written partition that had any, rows the client left out of the candles it
+            was served, by reason (:data:`LEFT_OUT_REASONS`): ``still_open`` (not closed yet),
+            ``exact_repeats`` (a row served again, identical), ``outside_range`` (an open time
+            outside the days asked for, counted on the nearest of them).
         requests: HTTP requests sent (retries included).
         weight: request weight spent.
     """
 
     written: dict[SymbolDay, int] = field(default_factory=dict)
     failed: dict[SymbolDay, str] = field(default_factory=dict)
+    left_out: dict[SymbolDay, dict[str, int]] = field(default_factory=dict)
     requests: int = 0
     weight: int = 0
 
@@ -82,6 +88,7 @@ class _SymbolOutcome:
     symbol: str
     frames: dict[SymbolDay, pd.DataFrame] = field(default_factory=dict)
     failed: dict[SymbolDay, str] = field(default_factory=dict)
+    left_out: dict[SymbolDay, dict[str, int]] = field(default_factory=dict)
     requests: int = 0
     weight: int = 0
 
@@ -101,32 +108,78 @@ def consecutive_runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return runs
 
 
+def _day_of(ms: int, first: dt.date, last: dt.date) -> dt.date:
+    """The UTC day of `ms`, clamped to ``[first, last]`` (a row outside the range counts on its edge)."""
+    day = dt.date(1970, 1, 1) + dt.timedelta(days=ms // DAY_MS)
+    return min(max(day, first), last)
+
+
+def _count_left_out(outcome: _SymbolOutcome, served: ServedCandles, first: dt.date, last: dt.date) -> None:
+    """Count what the client left out of `served`, per day of ``[first, last]``."""
+    for reason, times in (
+        ("still_open", served.still_open_ms),
+        ("exact_repeats", served.repeated_ms),
+        ("outside_range", served.outside_ms),
+    ):
+        for ms in times:
+            key = SymbolDay(outcome.symbol, _day_of(ms, first, last))
+            counts = outcome.left_out.setdefault(key, dict.fromkeys(LEFT_OUT_REASONS, 0))
+            counts[reason] += 1
+
+
+def _split_days(outcome: _SymbolOutcome, served: ServedCandles, days: list[dt.date]) -> None:
+    """Give each of `days` its candles (an empty frame when the venue served none that day)."""
+    candles = served.candles
+    by_day = dict(list(candles.groupby(candles["open_time"].dt.date, sort=True)))
+    empty = candles.iloc[0:0]
+    for day in days:
+        frame = by_day.get(day)
+        # A day the venue served nothing for (before a listing, a day-long outage) is stored as
+        # served: empty. The asset's completeness check reports it.
+        outcome.frames[SymbolDay(outcome.symbol, day)] = (
+            empty if frame is None else frame.reset_index(drop=True)
+        )
+
+
 def _fetch_symbol(
     client: BinanceFuturesClient, symbol: str, days: list[dt.date], *, limit: int
 ) -> _SymbolOutcome:
-    """Fetch every run of `days` of one symbol; errors of our own types fail all its days."""
+    """Fetch every run of `days` of one symbol.
+
+    A run whose request fails for good keeps the days fetched whole before the failure and fails the
+    rest of that run with the error's message; the symbol's other runs are still fetched. An invalid
+    symbol fails every day.
+    """
     outcome = _SymbolOutcome(symbol)
     with client.session.metered() as meter:
         try:
             checked_symbol(symbol)
-            for first, last in consecutive_runs(days):
-                start_ms, end_ms = _day_start_ms(first), _day_start_ms(last) + DAY_MS
-                candles = client.fetch_candles(symbol, start_ms, end_ms, limit=limit)
-                by_day = dict(list(candles.groupby(candles["open_time"].dt.date, sort=True)))
-                for offset in range((last - first).days + 1):
-                    day = first + dt.timedelta(days=offset)
-                    frame = by_day.get(day)
-                    key = SymbolDay(symbol, day)
-                    # A day the venue served nothing for (before a listing, a day-long outage) is
-                    # stored as served: empty. The asset's completeness check reports it.
-                    empty = candles.iloc[0:0]
-                    outcome.frames[key] = empty if frame is None else frame.reset_index(drop=True)
         except QuantAssetsError as exc:
-            logger.warning("ohlcv %s: %s", symbol, exc)
-            for day in days:
-                key = SymbolDay(symbol, day)
-                outcome.frames.pop(key, None)
-                outcome.failed[key] = str(exc)
+            outcome.failed.update({SymbolDay(symbol, day): str(exc) for day in days})
+            days = []
+        for first, last in consecutive_runs(days):
+            run = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+            start_ms, end_ms = _day_start_ms(first), _day_start_ms(last) + DAY_MS
+            try:
+                served = client.fetch_candles_served(symbol, start_ms, end_ms, limit=limit)
+            except IncompleteFetchError as exc:
+                whole = [day for day in run if _day_start_ms(day) + DAY_MS <= exc.complete_before_ms]
+                logger.warning(
+                    "ohlcv %s: %s; keeping the %d whole days fetched before it", symbol, exc, len(whole)
+                )
+                _split_days(outcome, exc.served, whole)
+                if whole:
+                    _count_left_out(outcome, exc.served, first, whole[-1])
+                outcome.failed.update(
+                    {SymbolDay(symbol, day): f"not fetched: {exc}" for day in run if day not in whole}
+                )
+                continue
+            except QuantAssetsError as exc:
+                logger.warning("ohlcv %s: %s", symbol, exc)
+                outcome.failed.update({SymbolDay(symbol, day): str(exc) for day in run})
+                continue
+            _split_days(outcome, served, run)
+            _count_left_out(outcome, served, first, last)
     outcome.requests, outcome.weight = meter.requests, meter.weight
     return outcome
 
@@ -149,8 +202,9 @@ def collect_ohlcv(
     is recorded in ``failed`` instead when
 
     * its day has not fully ended by the client's clock (only complete UTC days are collected);
-    * the symbol is invalid or unknown to the venue, or its requests failed for good (every day of
-      the symbol then carries the error's message);
+    * the symbol is invalid (every day of it fails), or unknown to the venue;
+    * a request for it failed for good: the days of that run of consecutive days fetched whole
+      before the failure are still written, the others carry the error's message;
     * ``write`` raised one of this package's errors (:class:`~quant_assets.errors.QuantAssetsError`).
 
     A failing symbol never stops the others. Other exceptions (bugs, ``KeyboardInterrupt``) propagate.
@@ -202,6 +256,8 @@ def collect_ohlcv(
             else:
                 result.written[key] = len(frame)
                 candles_written += len(frame)
+                if key in outcome.left_out:
+                    result.left_out[key] = outcome.left_out[key]
         if on_progress is not None:
             done = len(result.written) + len(result.failed)
             elapsed = time.monotonic() - started

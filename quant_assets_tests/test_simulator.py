@@ -416,6 +416,33 @@ def test_hostile_symbols_are_listed_as_ordinary_perpetuals(sim, http, raw):
     assert float(tickers[raw]["quoteVolume"]) > 1e8
 
 
+def test_a_bad_candle_is_served_spoiled_on_every_page_that_holds_it(sim, http):
+    start = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
+    sim.faults.bad_candle("BTCUSDT", start + timedelta(minutes=5), "duplicate")
+    sim.faults.bad_candle("BTCUSDT", start + timedelta(minutes=10), "repeat")
+    sim.faults.bad_candle("BTCUSDT", start + timedelta(minutes=15), "off_grid")
+
+    rows = klines(http, sim, symbol="BTCUSDT", startTime=ms(start), limit=4)
+    again = klines(http, sim, symbol="BTCUSDT", startTime=ms(start), limit=4)
+
+    minutes = [(r[0] - ms(start)) // 60_000 for r in rows]
+    assert minutes == [0, 5, 5, 10, 10, 16]
+    assert rows[1][4] != rows[2][4]  # the duplicate's close differs ...
+    assert float(rows[2][2]) >= float(rows[2][4])  # ... and the row stays a consistent bar
+    assert rows[3] == rows[4]  # the repeat is an exact copy
+    assert again == rows
+
+
+def test_a_failure_armed_after_n_requests_lets_those_through_first(sim, http):
+    sim.faults.fail_next(KLINES, 400, after=2)
+
+    statuses = [
+        get(http, sim, KLINES, symbol="BTCUSDT", interval="5m", limit=1).status_code for _ in range(4)
+    ]
+
+    assert statuses == [200, 200, 400, 200]
+
+
 def test_failures_answer_their_status_then_the_path_recovers(sim, http):
     sim.faults.fail_next(KLINES, 503, times=2)
     sim.faults.fail_next(MARKETS, 429, retry_after=0.25)

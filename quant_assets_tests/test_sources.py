@@ -23,6 +23,7 @@ import requests
 
 from quant_assets.errors import InvalidSymbolError, RateLimitError, SourceError, UnknownSymbolError
 from quant_assets.simulator import Simulator
+from quant_assets.sources import binance, payloads
 from quant_assets.sources.binance import (
     FIVE_MINUTES_MS,
     BinanceFuturesClient,
@@ -32,7 +33,7 @@ from quant_assets.sources.binance import (
 )
 from quant_assets.sources.coingecko import CoinGeckoClient, api_key_header
 from quant_assets.sources.http import VenueSession, WeightBudget
-from quant_assets.sources.payloads import parse_coins_markets
+from quant_assets.sources.payloads import parse_coins_markets, parse_kline_page
 from quant_assets.store.schemas import OHLCV_COLUMNS
 
 REAL_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
@@ -454,13 +455,27 @@ def _row(open_ms: int, close: str = "1.5") -> list[Any]:
     return [open_ms, "1.0", "2.0", "0.5", close, "10", open_ms + FIVE_MINUTES_MS - 1, "15", 3, "4", "6", "0"]
 
 
-def test_parse_klines_sorts_and_keeps_one_row_per_open_time() -> None:
-    rows = [_row(600_000), _row(0, close="1.1"), _row(300_000), _row(0, close="1.2")]
+def test_parse_klines_sorts_keeps_differing_rows_of_one_open_time_and_counts_exact_repeats() -> None:
+    rows = [_row(600_000), _row(0, close="1.1"), _row(300_000), _row(0, close="1.2"), _row(300_000)]
 
-    candles = parse_klines(rows, symbol="ABCUSDT", now_ms=10**12)
+    page = parse_kline_page(rows, symbol="ABCUSDT", now_ms=10**12)
 
-    assert _open_times_ms(candles) == [0, 300_000, 600_000]
-    assert candles["close"].tolist() == [1.2, 1.5, 1.5]  # the last row sent for an open time wins
+    assert _open_times_ms(page.candles) == [0, 0, 300_000, 600_000]
+    assert page.candles["close"].tolist() == [1.1, 1.2, 1.5, 1.5]  # as served, in the order served
+    assert page.repeated_ms == (300_000,)
+    assert page.still_open_ms == ()
+
+
+def test_parse_kline_page_counts_the_still_open_candle() -> None:
+    page = parse_kline_page([_row(0), _row(300_000)], symbol="ABCUSDT", now_ms=300_000 + 1)
+
+    assert _open_times_ms(page.candles) == [0]
+    assert page.still_open_ms == (300_000,)
+
+
+def test_kline_parsing_lives_beside_the_other_payloads_and_stays_importable_from_the_client() -> None:
+    assert binance.parse_klines is payloads.parse_klines
+    assert binance.MalformedKlineError is payloads.MalformedKlineError
 
 
 def test_integers_sent_as_strings_parse_like_numbers() -> None:

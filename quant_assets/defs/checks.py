@@ -33,26 +33,55 @@ def combine(name: str, outcomes: Sequence[CheckOutcome], severity: str) -> Check
     return CheckOutcome(name, not failed, severity, description, metadata)
 
 
+def latest_failing_partitions(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    check_names: Sequence[str],
+    partitions: Sequence[str],
+) -> dict[str, set[str]]:
+    """Per check, which of `partitions` have a failed evaluation as their latest one (one query a check)."""
+    keys = [dg.AssetCheckKey(asset_key, name) for name in check_names]
+    failing: dict[str, set[str]] = {name: set() for name in check_names}
+    if not partitions:
+        return failing
+    infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=list(partitions))
+    for info in infos:
+        if info.partition_key is not None and info.latest_execution_status.value == "FAILED":
+            failing[info.check_key.name].add(info.partition_key)
+    return failing
+
+
 def emit_partition_checks(
     context: dg.AssetExecutionContext,
     asset_key: dg.AssetKey,
     outcomes_by_partition: Mapping[str, Sequence[CheckOutcome]],
     check_names: Sequence[str],
 ) -> Iterator[dg.AssetCheckResult]:
-    """Log an evaluation per failing partition, then yield one summary result per check."""
+    """Log an evaluation per failing partition and per mended one, then one summary result per check.
+
+    A partition that passes gets an evaluation only when its latest recorded one failed, so its
+    latest evaluation is always its true state at the cost of one query per check and run.
+    """
     failing: dict[str, list[str]] = {name: [] for name in check_names}
+    mended: dict[str, int] = dict.fromkeys(check_names, 0)
     severity: dict[str, str] = {name: "WARN" for name in check_names}
+    failed_before = latest_failing_partitions(
+        context.instance, asset_key, check_names, list(outcomes_by_partition)
+    )
     for partition, outcomes in outcomes_by_partition.items():
         for outcome in outcomes:
             severity[outcome.name] = outcome.severity
             if outcome.passed:
-                continue
-            failing[outcome.name].append(partition)
+                if partition not in failed_before[outcome.name]:
+                    continue
+                mended[outcome.name] += 1
+            else:
+                failing[outcome.name].append(partition)
             context.log_event(
                 dg.AssetCheckEvaluation(
                     asset_key=asset_key,
                     check_name=outcome.name,
-                    passed=False,
+                    passed=outcome.passed,
                     partition=partition,
                     severity=SEVERITY[outcome.severity],
                     description=f"{partition}: {outcome.description}",
@@ -71,6 +100,7 @@ def emit_partition_checks(
             metadata={
                 "partitions_checked": len(outcomes_by_partition),
                 "partitions_failing": len(failing[name]),
+                "partitions_mended": mended[name],
                 "failing": dg.MetadataValue.json(failing[name][:200]),
             },
         )

@@ -9,6 +9,7 @@ Rate limiting, faults and HTTP live in :mod:`quant_assets.simulator.server`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -191,7 +192,11 @@ class BinanceApi:
             gaps=self.faults.gaps_for(symbol),
             now_ms=now_ms,
         )
-        return Reply(200, klines_body(candles, spec.price_decimals, spec.qty_decimals))
+        body = klines_body(candles, spec.price_decimals, spec.qty_decimals)
+        bad = self.faults.bad_candles_for(symbol)
+        if bad:
+            body = spoil_klines(body, bad, spec.price_decimals)
+        return Reply(200, body)
 
     # -------------------------------------------------------------------------------- ticker
     def _ticker(self, query: Mapping[str, str], now_ms: int) -> Reply:
@@ -367,3 +372,26 @@ def klines_body(candles: Candles, price_decimals: int, qty_decimals: int) -> byt
         strict=True,
     )
     return ("[" + ",".join([row % values for values in columns]) + "]").encode("ascii")
+
+
+def spoil_klines(body: bytes, bad: Mapping[int, str], price_decimals: int) -> bytes:
+    """`body` (a klines array) with the rows whose open time is in `bad` spoiled as
+    :data:`~quant_assets.simulator.faults.BAD_CANDLE_KINDS` describes. Only armed by a test."""
+    rows: list[list[Any]] = []
+    for row in json.loads(body):
+        kind = bad.get(row[0])
+        if kind in ("duplicate", "repeat"):
+            rows.append(row)
+            row = list(row)
+            if kind == "duplicate":
+                close = float(row[4]) * 1.001
+                row[4] = _decimal(close, price_decimals)
+                row[2] = _decimal(max(float(row[2]), close), price_decimals)
+        elif kind == "off_grid":
+            row[0] += 60_000
+        elif kind == "inconsistent":
+            row[2], row[3] = row[3], row[2]
+        elif kind == "negative_volume":
+            row[5] = "-" + row[5]
+        rows.append(row)
+    return json.dumps(rows, separators=(",", ":")).encode("ascii")

@@ -1,4 +1,5 @@
-"""Faults a test switches on: failed, stalled and truncated responses, gaps, delistings, odd symbols.
+"""Faults a test switches on: failed, stalled and truncated responses, gaps, bad candles, delistings,
+odd symbols.
 
 Every method is thread-safe; the server consumes the one-shot faults (``fail_next``,
 ``timeout_next``, ``truncate_next``) as requests arrive, in the order they were armed. Paths are
@@ -29,6 +30,16 @@ def _epoch_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+# What :meth:`Faults.bad_candle` can do to one served kline row (the row's open time identifies it).
+BAD_CANDLE_KINDS = {
+    "duplicate": "followed by a second row of the same open time whose close and high differ",
+    "repeat": "followed by an exact copy of itself",
+    "off_grid": "its open time moved one minute later, off the 5-minute grid",
+    "inconsistent": "its high below its low (the two swapped)",
+    "negative_volume": "its volume negative",
+}
+
+
 def _check_path(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"fault path must be a request path such as '/fapi/v1/klines', got {path!r}")
@@ -46,10 +57,11 @@ class Faults:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._failures: dict[str, deque[Failure]] = {}
+        self._failures: dict[str, deque[Failure | None]] = {}  # None: serve that request
         self._timeouts: dict[str, deque[float]] = {}
         self._truncations: dict[str, int] = {}
         self._gaps: dict[str, list[tuple[int, int]]] = {}
+        self._bad_candles: dict[str, dict[int, str]] = {}
         self._delisted: set[str] = set()
         self._added: dict[str, str | None] = {}
         self._coingecko_status: int | None = None
@@ -63,6 +75,7 @@ class Faults:
         times: int = 1,
         retry_after: float | None = None,
         body: str | None = None,
+        after: int = 0,
     ) -> None:
         """Answer the next `times` requests to `path` with HTTP `status` instead of serving them.
 
@@ -75,16 +88,21 @@ class Faults:
                 a real 429.
             body: the response body; default a venue-like error (JSON for 4xx, an HTML error page
                 for 5xx, as a CDN in front of the venue sends).
+            after: serve this many requests to `path` normally first (e.g. fail a range's second
+                page); counted after any failures armed before.
 
         Raises:
-            ValueError: a path not starting with ``/``, a status outside 100-599, or `times` < 1.
+            ValueError: a path not starting with ``/``, a status outside 100-599, `times` < 1 or
+                `after` < 0.
         """
         if not 100 <= status <= 599:
             raise ValueError(f"status must be an HTTP status code, got {status}")
+        if after < 0:
+            raise ValueError(f"after must be >= 0, got {after}")
         failure = Failure(status, retry_after, body)
         with self._lock:
             queue = self._failures.setdefault(_check_path(path), deque())
-            queue.extend([failure] * _check_times(times))
+            queue.extend([None] * after + [failure] * _check_times(times))
 
     def timeout_next(self, path: str, *, seconds: float, times: int = 1) -> None:
         """Stall the next `times` requests to `path` for `seconds` before answering them normally.
@@ -120,6 +138,19 @@ class Faults:
             raise ValueError(f"gap end {end.isoformat()} must be after its start {start.isoformat()}")
         with self._lock:
             self._gaps.setdefault(symbol, []).append((start_ms, end_ms))
+
+    def bad_candle(self, symbol: str, open_time: datetime, kind: str = "duplicate") -> None:
+        """Serve the candle of `symbol` opening at `open_time` (UTC) wrongly, on every klines page
+        that holds it, until :meth:`clear`. `kind` is one of :data:`BAD_CANDLE_KINDS`; the default,
+        ``"duplicate"``, serves the candle twice with differing values on the same page.
+
+        Raises:
+            ValueError: an unknown `kind`.
+        """
+        if kind not in BAD_CANDLE_KINDS:
+            raise ValueError(f"kind must be one of {sorted(BAD_CANDLE_KINDS)}, got {kind!r}")
+        with self._lock:
+            self._bad_candles.setdefault(symbol, {})[_epoch_ms(open_time)] = kind
 
     def sparse_candles(self, symbol: str, start: datetime, end: datetime) -> None:
         """Serve only every other 5-minute candle of `symbol` whose open time is in ``[start, end)``
@@ -167,19 +198,21 @@ class Faults:
             self._coingecko_status = status
 
     def clear(self) -> None:
-        """Switch every fault off (armed one-shots, gaps, delistings, added symbols, CoinGecko down)."""
+        """Switch every fault off (armed one-shots, gaps, bad candles, delistings, added symbols,
+        CoinGecko down)."""
         with self._lock:
             self._failures.clear()
             self._timeouts.clear()
             self._truncations.clear()
             self._gaps.clear()
+            self._bad_candles.clear()
             self._delisted.clear()
             self._added.clear()
             self._coingecko_status = None
 
     # ----------------------------------------------------------------------- the server's side
     def take_failure(self, path: str) -> Failure | None:
-        """Consume and return the next armed failure for `path`, if any."""
+        """Consume the next armed entry for `path`: its failure, or ``None`` (serve it normally)."""
         with self._lock:
             queue = self._failures.get(path)
             return queue.popleft() if queue else None
@@ -203,6 +236,11 @@ class Faults:
         """Gaps of `symbol` as ``(start_ms, end_ms)`` pairs, epoch milliseconds UTC, end exclusive."""
         with self._lock:
             return tuple(self._gaps.get(symbol, ()))
+
+    def bad_candles_for(self, symbol: str) -> dict[int, str]:
+        """Bad candles of `symbol`: open time (epoch ms, UTC) -> kind (a copy; empty when none)."""
+        with self._lock:
+            return dict(self._bad_candles.get(symbol, {}))
 
     def is_delisted(self, symbol: str) -> bool:
         """Whether :meth:`delist` was called for `symbol`."""

@@ -2,25 +2,44 @@
 
 Every request goes through the process-wide weight budget of the base URL (2,400 weight per minute by
 default, Binance's ``REQUEST_WEIGHT`` limit for an IP), synced from ``X-MBX-USED-WEIGHT-1M``. The
-kline rows are parsed once here (:func:`parse_klines`) into the ``ohlcv`` table's columns; nothing
-outside ``quant_assets.sources`` sees a raw row.
+kline rows are parsed once, in :mod:`quant_assets.sources.payloads`, into the ``ohlcv`` table's
+columns; nothing outside ``quant_assets.sources`` sees a raw row. Candles are returned as served:
+what the client leaves out (exact repeats, the still-open candle, candles outside the range asked
+for) is counted in :class:`ServedCandles`, never silently dropped.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from quant_assets.errors import SourceError
+from quant_assets.errors import QuantAssetsError, SourceError
 from quant_assets.sources.http import VenueClient, VenueSession, WeightBudget, shared_budget
-from quant_assets.sources.payloads import ExchangeInfo, Ticker24h, parse_exchange_info, parse_ticker_24hr
-from quant_assets.store.schemas import OHLCV_COLUMNS
+from quant_assets.sources.payloads import (
+    ExchangeInfo,
+    MalformedKlineError,
+    Ticker24h,
+    drop_exact_repeats,
+    parse_exchange_info,
+    parse_kline_page,
+    parse_klines,
+    parse_ticker_24hr,
+)
 from quant_assets.symbols import checked_symbol
+
+__all__ = [  # the kline parsing lives in payloads; these names stay importable from here
+    "BinanceFuturesClient",
+    "IncompleteFetchError",
+    "MalformedKlineError",
+    "ServedCandles",
+    "kline_weight",
+    "parse_klines",
+]
 
 VENUE = "binance"
 FIVE_MINUTES_MS = 300_000
@@ -36,26 +55,40 @@ KLINES_PATH = "/fapi/v1/klines"
 EXCHANGE_INFO_WEIGHT = 1
 TICKER_24HR_ALL_WEIGHT = 40  # the all-symbols form (no `symbol` parameter)
 
-# Fields of one /fapi/v1/klines row, in the venue's order (a 12th field, "ignore", is not used).
-_OPEN_TIME, _OPEN, _HIGH, _LOW, _CLOSE, _VOLUME, _CLOSE_TIME = 0, 1, 2, 3, 4, 5, 6
-_QUOTE_VOLUME, _TRADES, _TAKER_BUY_VOLUME, _TAKER_BUY_QUOTE_VOLUME = 7, 8, 9, 10
-_MIN_KLINE_FIELDS = 11
-_INTEGER_FIELDS = (_OPEN_TIME, _CLOSE_TIME, _TRADES)
-# The decimal fields, in the order of the frame's float columns.
-_DECIMAL_FIELDS = (
-    _OPEN,
-    _HIGH,
-    _LOW,
-    _CLOSE,
-    _VOLUME,
-    _QUOTE_VOLUME,
-    _TAKER_BUY_VOLUME,
-    _TAKER_BUY_QUOTE_VOLUME,
-)
+
+@dataclass(frozen=True)
+class ServedCandles:
+    """The closed candles of a range as served, and the open times (epoch ms) of rows left out.
+
+    Attributes:
+        candles: as :func:`~quant_assets.sources.payloads.parse_kline_page` gives them, every page
+            together, sorted by ``open_time``; rows of one open time with differing values all kept.
+        still_open_ms: rows not closed yet by the client's clock.
+        repeated_ms: exact repeats of a kept row (e.g. a candle served again on the next page).
+        outside_ms: rows whose open time is outside ``[start_ms, end_ms)``.
+    """
+
+    candles: pd.DataFrame
+    still_open_ms: tuple[int, ...] = ()
+    repeated_ms: tuple[int, ...] = ()
+    outside_ms: tuple[int, ...] = ()
 
 
-class MalformedKlineError(SourceError, ValueError):
-    """A kline row does not have the venue's shape (too few fields, a non-number where one belongs)."""
+class IncompleteFetchError(SourceError):
+    """A page of a range failed for good after earlier pages were served.
+
+    Attributes:
+        served: what the pages before the failure gave.
+        complete_before_ms: every candle with an open time before this (epoch ms) was fetched; the
+            failed request asked for candles from here on.
+    """
+
+    def __init__(self, served: ServedCandles, *, complete_before_ms: int, cause: SourceError) -> None:
+        self.venue, self.endpoint, self.status = cause.venue, cause.endpoint, cause.status
+        self.served = served
+        self.complete_before_ms = complete_before_ms
+        since = pd.Timestamp(complete_before_ms, unit="ms")
+        QuantAssetsError.__init__(self, f"candles from {since:%Y-%m-%d %H:%M} UTC on: {cause}")
 
 
 def kline_weight(limit: int) -> int:
@@ -75,121 +108,6 @@ def kline_weight(limit: int) -> int:
     if limit <= 1000:
         return 5
     return 10
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"expected an integer, got {value!r}")
-    number = int(value)
-    if not -(2**63) <= number < 2**63:
-        raise ValueError(f"expected a 64-bit integer, got {value!r}")
-    return number
-
-
-def _decimal(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise TypeError(f"expected a decimal string, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return number
-
-
-def _vector_columns(rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(integers, decimals) of well-formed rows in a few numpy calls; None if any row is not."""
-    if not all(isinstance(row, list | tuple) and len(row) >= _MIN_KLINE_FIELDS for row in rows):
-        return None
-    table = np.array([row[:_MIN_KLINE_FIELDS] for row in rows], dtype=object).reshape(
-        len(rows), _MIN_KLINE_FIELDS
-    )
-    integer_cells, decimal_cells = table[:, _INTEGER_FIELDS], table[:, _DECIMAL_FIELDS]
-    integer_types, decimal_types = (
-        set(map(type, integer_cells.ravel())),
-        set(map(type, decimal_cells.ravel())),
-    )
-    if not (integer_types <= {int} and decimal_types <= {str, float, int}):
-        return None
-    try:
-        integers = integer_cells.astype(np.int64)
-        decimals = decimal_cells.astype(np.float64)
-    except (ValueError, OverflowError):
-        return None
-    if not np.isfinite(decimals).all():
-        return None
-    return integers, decimals
-
-
-def _row_by_row_columns(
-    rows: list[list[Any]], *, symbol: str, exchange: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(integers, decimals) checked one row at a time; raises MalformedKlineError at the first bad row."""
-    integers: list[tuple[int, ...]] = []
-    decimals: list[tuple[float, ...]] = []
-    for index, row in enumerate(rows):
-        try:
-            if not isinstance(row, list | tuple) or len(row) < _MIN_KLINE_FIELDS:
-                raise ValueError(f"expected a list of 12 fields, got {type(row).__name__} of {len(row)}")
-            integers.append(tuple(_integer(row[i]) for i in _INTEGER_FIELDS))
-            decimals.append(tuple(_decimal(row[i]) for i in _DECIMAL_FIELDS))
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise MalformedKlineError(
-                f"{symbol} kline row {index} is malformed ({exc}): {str(row)[:300]}",
-                venue=exchange,
-                endpoint=KLINES_PATH,
-            ) from exc
-    return (
-        np.array(integers, dtype=np.int64).reshape(len(rows), len(_INTEGER_FIELDS)),
-        np.array(decimals, dtype=np.float64).reshape(len(rows), len(_DECIMAL_FIELDS)),
-    )
-
-
-def parse_klines(rows: list[list[Any]], *, symbol: str, now_ms: int, exchange: str = VENUE) -> pd.DataFrame:
-    """Turn ``/fapi/v1/klines`` rows into ``ohlcv`` rows: closed candles only, sorted, unique.
-
-    Args:
-        rows: the venue's rows (open time and close time as epoch ms, decimals as strings).
-        symbol: symbol the rows belong to (written into the ``symbol`` column as given).
-        now_ms: "now" in epoch ms, UTC. A candle is kept only when its close time is before it.
-        exchange: value of the ``exchange`` column.
-
-    Returns:
-        A frame with exactly :data:`~quant_assets.store.schemas.OHLCV_COLUMNS`: ``open_time`` as
-        ``datetime64[ms]`` (naive UTC), prices and volumes float64, ``trades`` int64; sorted by
-        ``open_time``, a repeated ``open_time`` kept once (the last row sent wins).
-
-    Raises:
-        MalformedKlineError: a row has fewer than 11 fields or a field is not a number; the error
-            names the row's index and shows the row.
-    """
-    columns = _vector_columns(rows)
-    if columns is None:  # a payload of another shape: find and name the first bad row
-        columns = _row_by_row_columns(rows, symbol=symbol, exchange=exchange)
-    integers, decimals = columns
-    # The last row may still be forming: keep a candle only once its close time has passed, so an
-    # early request never stores an open candle and a late one never drops a closed one.
-    closed = integers[:, 1] < now_ms
-    integers, decimals = integers[closed], decimals[closed]
-    n = len(integers)
-    frame = pd.DataFrame(
-        {
-            "exchange": pd.Series([exchange] * n, dtype="str"),
-            "symbol": pd.Series([symbol] * n, dtype="str"),
-            "open_time": integers[:, 0].astype("datetime64[ms]"),
-            "open": decimals[:, 0],
-            "high": decimals[:, 1],
-            "low": decimals[:, 2],
-            "close": decimals[:, 3],
-            "volume": decimals[:, 4],
-            "quote_volume": decimals[:, 5],
-            "trades": integers[:, 2],
-            "taker_buy_volume": decimals[:, 6],
-            "taker_buy_quote_volume": decimals[:, 7],
-        },
-        columns=list(OHLCV_COLUMNS),
-    )
-    frame = frame.sort_values("open_time", kind="stable")
-    frame = frame.drop_duplicates(subset="open_time", keep="last")
-    return frame.reset_index(drop=True)
 
 
 def _wall_clock_ms() -> int:
@@ -308,12 +226,20 @@ class BinanceFuturesClient(VenueClient):
         return payload
 
     def fetch_candles(self, symbol: str, start_ms: int, end_ms: int, *, limit: int = 499) -> pd.DataFrame:
-        """Every closed 5-minute candle of `symbol` with ``start_ms <= open_time < end_ms``.
+        """The closed candles of :meth:`fetch_candles_served` (``.candles``); same arguments."""
+        return self.fetch_candles_served(symbol, start_ms, end_ms, limit=limit).candles
+
+    def fetch_candles_served(
+        self, symbol: str, start_ms: int, end_ms: int, *, limit: int = 499
+    ) -> ServedCandles:
+        """Every closed 5-minute candle of `symbol` with ``start_ms <= open_time < end_ms``, as served.
 
         Pages forward with ``startTime``/``endTime`` and `limit` rows per request. Binance answers a
         page with the first candles at or after ``startTime``, so a symbol listed mid-range simply
         starts later, a gap in the data stays a gap (never filled), and a page shorter than `limit`
-        (or empty) means nothing more is there up to ``endTime``: that ends the fetch.
+        (or empty) means nothing more is there up to ``endTime``: that ends the fetch. Nothing is
+        repaired: rows of one open time with differing values are all kept; exact repeats, the
+        still-open candle and rows outside the range are left out and counted.
 
         Args:
             symbol: e.g. ``BTCUSDT``.
@@ -322,13 +248,14 @@ class BinanceFuturesClient(VenueClient):
             limit: rows per request (1-1500).
 
         Returns:
-            A frame as :func:`parse_klines` returns it (possibly empty).
+            See :class:`ServedCandles` (its frame possibly empty).
 
         Raises:
             InvalidSymbolError: `symbol` is not a valid symbol.
             ValueError: `end_ms` before `start_ms`, or `limit` out of range.
-            UnknownSymbolError: the venue does not know `symbol`.
-            SourceError: a request failed for good, or the venue did not move forward.
+            UnknownSymbolError: the venue does not know `symbol` (on the first page).
+            IncompleteFetchError: a later page failed for good; it carries what came before.
+            SourceError: the first request failed for good, or the venue did not move forward.
         """
         symbol = checked_symbol(symbol)
         if end_ms < start_ms:
@@ -337,16 +264,26 @@ class BinanceFuturesClient(VenueClient):
         # Inclusive bound on open time: inside the range and closed by `now` (open + 5 min <= now).
         last_open = min(end_ms - 1, now - FIVE_MINUTES_MS)
         pages: list[pd.DataFrame] = []
+        still_open: list[int] = []
+        repeated: list[int] = []
         cursor = start_ms
         while cursor <= last_open:
-            rows = self.klines(symbol, start_ms=cursor, end_ms=last_open, limit=limit)
+            try:
+                rows = self.klines(symbol, start_ms=cursor, end_ms=last_open, limit=limit)
+            except SourceError as exc:
+                if cursor == start_ms:
+                    raise
+                served = self._served(symbol, pages, still_open, repeated, start_ms, end_ms, now)
+                raise IncompleteFetchError(served, complete_before_ms=cursor, cause=exc) from exc
             if not rows:
                 break
-            page = parse_klines(rows, symbol=symbol, now_ms=now)
-            if page.empty:
+            page = parse_kline_page(rows, symbol=symbol, now_ms=now)
+            still_open += page.still_open_ms
+            repeated += page.repeated_ms
+            if page.candles.empty:
                 break
-            pages.append(page)
-            newest = int(page["open_time"].iloc[-1].value // 1_000_000)  # ns -> ms
+            pages.append(page.candles)
+            newest = int(page.candles["open_time"].iloc[-1].value // 1_000_000)  # ns -> ms
             if len(rows) < limit:
                 break
             if newest < cursor:
@@ -356,10 +293,29 @@ class BinanceFuturesClient(VenueClient):
                     endpoint=KLINES_PATH,
                 )
             cursor = newest + FIVE_MINUTES_MS
+        return self._served(symbol, pages, still_open, repeated, start_ms, end_ms, now)
+
+    @staticmethod
+    def _served(
+        symbol: str,
+        pages: list[pd.DataFrame],
+        still_open: list[int],
+        repeated: list[int],
+        start_ms: int,
+        end_ms: int,
+        now: int,
+    ) -> ServedCandles:
+        """Pages joined: exact repeats across pages and rows outside ``[start_ms, end_ms)`` counted."""
         if not pages:
-            return parse_klines([], symbol=symbol, now_ms=now)
-        frame = pd.concat(pages, ignore_index=True)
-        start, end = pd.Timestamp(start_ms, unit="ms"), pd.Timestamp(end_ms, unit="ms")
-        frame = frame[(frame["open_time"] >= start) & (frame["open_time"] < end)]
-        frame = frame.drop_duplicates(subset="open_time", keep="last").sort_values("open_time")
-        return frame.reset_index(drop=True)
+            empty = parse_klines([], symbol=symbol, now_ms=now)
+            return ServedCandles(empty, tuple(still_open), tuple(repeated))
+        frame = pd.concat(pages, ignore_index=True).sort_values("open_time", kind="stable")
+        frame, across_pages = drop_exact_repeats(frame.reset_index(drop=True))
+        opens = frame["open_time"].to_numpy().astype("datetime64[ms]").astype(np.int64)
+        inside = (opens >= start_ms) & (opens < end_ms)
+        return ServedCandles(
+            frame.loc[inside].reset_index(drop=True),
+            still_open_ms=tuple(still_open),
+            repeated_ms=(*repeated, *across_pages),
+            outside_ms=tuple(int(t) for t in opens[~inside]),
+        )

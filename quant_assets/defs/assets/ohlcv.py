@@ -1,15 +1,16 @@
 """``ohlcv``: closed 5-minute candles from Binance USD-M, one Parquet file per symbol and UTC day."""
 
 import dagster as dg
+import pandas as pd
 
 from quant_assets.defs.checks import combine, emit_partition_checks
 from quant_assets.defs.partitions import ohlcv_partitions, split_ohlcv_key
 from quant_assets.defs.resources import BinanceResource, LakeResource
 from quant_assets.errors import InvalidSymbolError
-from quant_assets.ohlcv_collect import SymbolDay, collect_ohlcv
+from quant_assets.ohlcv_collect import LEFT_OUT_REASONS, SymbolDay, collect_ohlcv
 from quant_assets.progress import throttled
-from quant_assets.quality import CheckOutcome, check_ohlcv_partition
-from quant_assets.store.lake import WriteResult
+from quant_assets.quality import CheckOutcome, check_ohlcv_partition, failure_summary
+from quant_assets.store.lake import OHLCV_INVALID_KEY, WriteResult
 
 EXCHANGE = "binance"
 CHECK_NAMES = ("candles_valid", "complete_day")
@@ -18,7 +19,6 @@ _VALIDITY_RULES = (
     "five_minute_grid",
     "ohlc_consistent",
     "volumes_non_negative",
-    "inside_day",
 )
 
 
@@ -29,13 +29,20 @@ _VALIDITY_RULES = (
     pool="binance",
     kinds={"parquet", "duckdb"},
     group_name="market_data",
-    deps=[dg.AssetDep("coin_universe", partition_mapping=dg.AllPartitionMapping())],
+    # (day, symbol) depends on that day's universe only: a new snapshot makes its own day stale.
+    deps=[
+        dg.AssetDep(
+            "coin_universe",
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"),
+        )
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             "candles_valid",
             asset="ohlcv",
-            description="every partition: unique open_time, exact 5-minute grid, low <= open/close <= high, "
-            "volumes >= 0, every candle inside the partition's UTC day",
+            description="every partition, candles as served: no open_time served twice with differing "
+            "values, exact 5-minute grid, low <= open/close <= high, volumes >= 0. A failing "
+            "symbol-day stays stored and is left out of feature_table",
         ),
         dg.AssetCheckSpec(
             "complete_day",
@@ -49,8 +56,11 @@ def ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, binance: Binanc
 
     A run may cover thousands of partitions: consecutive days of a symbol are fetched together
     (limit 499, the cheapest weight per candle) inside the shared weight budget. Candles are stored
-    as served: the still-open candle never, a gap stays a gap (the `complete_day` check warns).
-    One failed symbol-day keeps every other written partition and fails the run naming it.
+    as served: the still-open candle never, a gap stays a gap (the `complete_day` check warns),
+    one open time served with differing values is kept twice (`candles_valid` fails). What the
+    client left out (exact repeats, the still-open candle, rows outside the days) is counted in each
+    partition's metadata. One failed symbol-day keeps every other written partition (also the days
+    of its symbol fetched before a refused request) and fails the run naming it.
     """
     store = lake.lake()
     wanted: list[SymbolDay] = []
@@ -65,9 +75,19 @@ def ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, binance: Binanc
 
     written: dict[SymbolDay, tuple[WriteResult, list[CheckOutcome]]] = {}
 
-    def write(partition: SymbolDay, candles: object) -> None:
-        result = store.write("ohlcv", candles, exchange=EXCHANGE, symbol=partition.symbol, date=partition.day)
-        written[partition] = (result, check_ohlcv_partition(candles, partition.day))
+    def write(partition: SymbolDay, candles: pd.DataFrame) -> None:
+        outcomes = check_ohlcv_partition(candles, partition.day)
+        # Written with the data, in the same atomic file: feature_table reads it (Lake.invalid_ohlcv).
+        reason = failure_summary(outcomes)
+        result = store.write(
+            "ohlcv",
+            candles,
+            metadata={OHLCV_INVALID_KEY: reason} if reason else None,
+            exchange=EXCHANGE,
+            symbol=partition.symbol,
+            date=partition.day,
+        )
+        written[partition] = (result, outcomes)
 
     context.log.info(f"collecting {len(wanted):,} symbol-days from {binance.base_url}")
     outcome = collect_ohlcv(
@@ -103,6 +123,12 @@ def ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, binance: Binanc
                     "candles_valid": checks_by_partition[key][0].passed,
                     "missing_candles": gaps["missing_candles"],
                     "gaps": dg.MetadataValue.json(gaps["gaps"]),
+                    **{
+                        f"left_out_{reason}": count
+                        for reason, count in outcome.left_out.get(
+                            partition, dict.fromkeys(LEFT_OUT_REASONS, 0)
+                        ).items()
+                    },
                     "path": dg.MetadataValue.path(str(result.path)),
                     "sha256": result.sha256,
                     **run_summary,
