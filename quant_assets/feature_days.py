@@ -32,7 +32,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from quant_assets.errors import StoreError
-from quant_assets.features import FEATURES, compute_features, compute_labels, feature_catalog, feature_schema
+from quant_assets.features import (
+    FEATURES,
+    compute_features,
+    compute_labels,
+    feature_catalog,
+    feature_schema,
+    unexplained_nans,
+)
 from quant_assets.features.candles import REFERENCE_SYMBOL
 from quant_assets.quality import CheckOutcome
 from quant_assets.store import schemas
@@ -162,7 +169,7 @@ def build_feature_day(lake: Lake, day: dt.date, *, memo: InvalidMemo | None = No
     return FeatureDay(
         day=day,
         features=features,
-        checks=check_features(features, bars_before),
+        checks=check_features(features, bars_before, unexplained_nans(candles, computed, in_day)),
         universe=universe,
         schema_hash=schema.hash,
         warmup_days=warm,
@@ -194,37 +201,33 @@ def build_label_day(lake: Lake, day: dt.date, *, memo: InvalidMemo | None = None
     )
 
 
-def check_features(features: pd.DataFrame, bars_before: np.ndarray) -> list[CheckOutcome]:
-    """No NaN once a feature's lookback is covered, no infinity anywhere.
+def check_features(
+    features: pd.DataFrame, bars_before: np.ndarray, unexplained: dict[str, int]
+) -> list[CheckOutcome]:
+    """No NaN that no documented condition explains, no infinity anywhere.
 
-    `bars_before[i]` is how many earlier candles row i's symbol had in the data the features were
-    computed from; a feature may be NaN only while that is below the feature's lookback, or in the
-    documented cases of its ``nan_when`` (no BTCUSDT at that time, a gap inside its window...),
-    which are counted in the metadata but do not fail the check.
+    `unexplained` is :func:`~quant_assets.features.unexplained_nans` of the day's rows: NaN after a
+    feature's lookback where its ``nan_when`` condition does not hold on the candles. `bars_before[i]`
+    is how many earlier candles row i's symbol had; the NaN after the lookback that a condition
+    does explain are counted in the metadata (``explained_nan``) and pass.
     """
-    nan_after_warmup: dict[str, int] = {}
-    documented_nan: dict[str, int] = {}
+    explained: dict[str, int] = {}
     infinite: dict[str, int] = {}
     for feature in FEATURES:
         values = features[feature.name].to_numpy(dtype=float)
-        warmed = bars_before >= feature.lookback
-        nans = int(np.isnan(values[warmed]).sum())
-        if nans:
-            (documented_nan if feature.nan_when else nan_after_warmup)[feature.name] = nans
+        after_lookback = int(np.isnan(values[bars_before >= feature.lookback]).sum())
+        if after_lookback - unexplained.get(feature.name, 0) > 0:
+            explained[feature.name] = after_lookback - unexplained.get(feature.name, 0)
         infs = int(np.isinf(values).sum())
         if infs:
             infinite[feature.name] = infs
     return [
         CheckOutcome(
             "no_nan_after_warmup",
-            not nan_after_warmup,
+            not unexplained,
             "ERROR",
-            "every feature is a number once its lookback is covered",
-            {
-                "features_with_nan": nan_after_warmup,
-                "documented_nan": documented_nan,
-                "rows": len(features),
-            },
+            "no feature is NaN after its lookback unless its documented nan_when condition holds",
+            {"features_with_nan": dict(unexplained), "explained_nan": explained, "rows": len(features)},
         ),
         CheckOutcome(
             "no_infinities",

@@ -33,7 +33,10 @@ STALE_CHECK = "stored_days_match_schema"
         dg.AssetCheckSpec(
             "no_nan_after_warmup",
             asset="feature_table",
-            description="every feature is a number once its lookback is covered (documented cases apart)",
+            description=(
+                "no feature is NaN after its lookback unless its documented nan_when condition holds "
+                "on the candles"
+            ),
         ),
         dg.AssetCheckSpec("no_infinities", asset="feature_table", description="no value is +/-inf"),
         dg.AssetCheckSpec(
