@@ -34,7 +34,7 @@ from quant_assets.features import (
 )
 from quant_assets.features import returns as returns_module
 from quant_assets.features.schema import definition_source, schema_hash
-from quant_assets.features.talib_features import KAMA_SETTLE
+from quant_assets.features.talib_features import KAMA_WINDOW
 
 FIVE_MINUTES = np.timedelta64(5, "m")
 REAL_SPOT_5M = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "freqtrade" / "spot_5m"
@@ -181,8 +181,10 @@ def test_schema_lists_the_registry_in_order_and_warms_up_for_the_slowest_feature
 
     assert schema.names == [f.name for f in FEATURES]
     assert schema.warmup_bars == max(f.warmup_bars for f in FEATURES)
-    # KAMA forgets its seed slowest: (1 - (2/31)^2)^n <= 1e-12 takes 6,625 bars after its 30.
-    assert schema.warmup_bars == 30 + KAMA_SETTLE + 1 == 6656
+    # Three days at most: KAMA, the only feature whose seed could matter longer, is computed over a
+    # fixed trailing window of 864 bars; every other feature settles sooner (TEMA: 684 bars).
+    assert schema.warmup_bars == KAMA_WINDOW == 864
+    assert sorted(f.warmup_bars for f in FEATURES)[-2] < 864
 
 
 def test_schema_names_cannot_be_mutated_through_the_schema() -> None:

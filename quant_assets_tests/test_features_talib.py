@@ -111,7 +111,6 @@ def _obv_slope(c: dict[str, np.ndarray]) -> np.ndarray:
         ("macd_hist_norm", lambda c: talib.MACD(c["close"], 12, 26, 9)[2] / c["close"]),
         ("bb_pctb_20", _pctb),
         ("bb_width_20", _width),
-        ("kama_dist_30", lambda c: c["close"] / talib.KAMA(c["close"], 30) - 1.0),
         ("tema_dist_30", lambda c: c["close"] / talib.TEMA(c["close"], 30) - 1.0),
         ("obv_slope_12", _obv_slope),
         ("max_48", lambda c: talib.MAX(c["high"], 48) / c["close"]),
@@ -125,3 +124,17 @@ def test_indicator_built_on_talib_matches(
         expected = derived(candles)
         np.testing.assert_allclose(computed[name].to_numpy(), expected, rtol=1e-12, atol=1e-15)
         assert np.isfinite(expected[-1000:]).all()  # the comparison is not between two NaN columns
+
+
+def test_kama_is_talibs_kama_of_the_last_864_bars_alone(served: pd.DataFrame, features: pd.DataFrame) -> None:
+    for candles, computed in _by_symbol(served, features):
+        close, kama_dist = candles["close"], computed["kama_dist_30"].to_numpy()
+        # From the first bar while fewer than 864 bars exist, then from each bar's last 864 bars.
+        expected = close[:863] / talib.KAMA(close[:863], 30) - 1.0
+        np.testing.assert_allclose(kama_dist[:863], expected, rtol=1e-12, atol=1e-15)
+        for t in range(863, len(close)):
+            window = close[t - 863 : t + 1]
+            expected_t = window[-1] / talib.KAMA(window, 30)[-1] - 1.0
+            np.testing.assert_allclose(kama_dist[t], expected_t, rtol=1e-9, atol=1e-13, err_msg=str(t))
+        # Over 864 bars of a moving market the seed has faded: TA-Lib over the whole history agrees.
+        np.testing.assert_allclose(kama_dist[863:], (close / talib.KAMA(close, 30) - 1.0)[863:], atol=1e-9)

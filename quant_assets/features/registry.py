@@ -294,7 +294,8 @@ def _talib() -> list[Feature]:
             "talib",
             30,
             t.kama_distance,
-            "close / TA-Lib KAMA(30) - 1; fraction of price",
+            "close / KAMA(30) - 1, KAMA as TA-Lib computes it from the last 864 bars alone (3 days; "
+            "a fixed trailing window, so its memory is finite); fraction of price",
             settle=t.KAMA_SETTLE,
         ),
         Feature(

@@ -3,11 +3,13 @@
 Each wrapper calls TA-Lib on the symbol's raw candles and, where TA-Lib returns a price, divides it
 by the close, so the feature is scale-free. TA-Lib's global "unstable period" is never set (0).
 
-Indicators built on exponential smoothing (RSI, ATR/NATR, ADX, MACD, KAMA, TEMA) remember their
-seed forever. Their ``settle`` constants below are the extra bars after which the seed's influence
-is below 1e-12 of the indicator's scale (:func:`~quant_assets.features.windows.settle_bars`), so a
+Indicators built on exponential smoothing (RSI, ATR/NATR, ADX, MACD, TEMA) remember their seed
+forever. Their ``settle`` constants below are the extra bars after which the seed's influence is
+below 1e-12 of the indicator's scale (:func:`~quant_assets.features.windows.settle_bars`), so a
 trailing window of ``lookback + settle + 1`` bars reproduces the value of any longer history within
-the 1e-9 parity tolerance.
+the 1e-9 parity tolerance. KAMA's smoothing can be as slow as ``(2/31)^2`` per bar (a market going
+nowhere), which would need 6,656 bars (23 days) to settle: it is computed over a fixed trailing
+window of :data:`KAMA_WINDOW` bars instead, as TA-Lib computes it on those bars alone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import talib
 
+from quant_assets.features import kernels
 from quant_assets.features.candles import Candles
 from quant_assets.features.windows import divide, settle_bars, window_sum
 
@@ -24,9 +27,9 @@ NATR_SETTLE = settle_bars(1 / 14)
 ADX_SETTLE = settle_bars(1 / 14, order=2)  # DM/TR smoothing, then ADX smooths DX again
 MACD_SETTLE = settle_bars(2 / 27, order=2)  # slow EMA (26), then the signal EMA on the MACD line
 TEMA_SETTLE = settle_bars(2 / 31, order=3)  # three EMA(30) in cascade
-# KAMA's smoothing constant is (ER * (2/3 - 2/31) + 2/31)^2 with efficiency ratio ER in 0..1: at
-# worst (ER = 0, a market going nowhere) it forgets as slowly as alpha = (2/31)^2.
-KAMA_SETTLE = settle_bars((2 / 31) ** 2)
+KAMA_PERIOD = 30
+KAMA_WINDOW = 864  # bars behind each KAMA value, the current one included: 3 days
+KAMA_SETTLE = KAMA_WINDOW - KAMA_PERIOD - 1  # its warm-up is then exactly KAMA_WINDOW bars
 
 
 def _macd(c: Candles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,9 +134,42 @@ def obv_slope(c: Candles, *, window: int) -> np.ndarray:
     return divide(change, window_sum(c.volume, window), where_zero=0.0)
 
 
+def kama_windowed(close: np.ndarray) -> np.ndarray:
+    """TA-Lib's KAMA(30) at each bar, computed from that bar's last :data:`KAMA_WINDOW` bars alone.
+
+    On ``close[t - KAMA_WINDOW + 1 .. t]`` TA-Lib seeds KAMA with the close 834 bars back, then
+    applies ``kama += sc_i (close_i - kama)`` over the 834 bars up to ``t``, with TA-Lib's smoothing
+    constant ``sc_i = (ER_i (2/3 - 2/31) + 2/31)^2`` and efficiency ratio ``ER_i`` over 30 bars.
+    Those steps are affine maps, composed over each window (:func:`kernels.affine_window`). Bars
+    with fewer than KAMA_WINDOW bars behind them get TA-Lib's KAMA from the first bar.
+    """
+    n = close.shape[0]
+    head = min(n, KAMA_WINDOW - 1)
+    out = np.empty(n)
+    out[:head] = talib.KAMA(close[:head], timeperiod=KAMA_PERIOD) if head > KAMA_PERIOD else np.nan
+    if n < KAMA_WINDOW:
+        return out
+    steps = KAMA_WINDOW - KAMA_PERIOD
+    change = np.full(n, np.nan)
+    change[KAMA_PERIOD:] = close[KAMA_PERIOD:] - close[:-KAMA_PERIOD]
+    moves = np.full(n, np.nan)
+    moves[1:] = np.abs(np.diff(close))
+    _, path = kernels.affine_window(np.ones(n), moves, KAMA_PERIOD)
+    # TA-Lib's rule: ER = 1 where the path is no longer than the (signed) change, or is ~0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((path <= change) | (np.abs(path) < 1e-14), 1.0, np.abs(change / path))
+    fastest, slowest = 2.0 / 3.0, 2.0 / (KAMA_PERIOD + 1.0)
+    sc = ratio * (fastest - slowest) + slowest
+    sc *= sc
+    a, b = kernels.affine_window(1.0 - sc, sc * close, steps)
+    out[head:] = a[head:] * close[head - steps : n - steps] + b[head:]
+    return out
+
+
 def kama_distance(c: Candles) -> np.ndarray:
-    """``close / KAMA(30) - 1`` with TA-Lib's Kaufman adaptive moving average."""
-    return c.close / talib.KAMA(c.close, timeperiod=30) - 1.0
+    """``close / KAMA(30) - 1`` with TA-Lib's Kaufman adaptive moving average over the last
+    :data:`KAMA_WINDOW` bars (:func:`kama_windowed`)."""
+    return c.close / kama_windowed(c.close) - 1.0
 
 
 def tema_distance(c: Candles) -> np.ndarray:
