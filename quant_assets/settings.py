@@ -30,14 +30,15 @@ UNIVERSE_RULES = ("l1l2-top",)  # the rules quant_assets.universe implements
 
 def positive_int(name: str, raw: object) -> int:
     """`raw` (text or int) as an integer >= 1; raises :class:`ConfigError` naming `name`."""
+    problem = ConfigError(f"{name}={str(raw)!r}: expected a positive integer")  # as the variable reads
     if isinstance(raw, bool):
-        raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+        raise problem
     try:
         value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a positive integer") from None
+        raise problem from None
     if value <= 0:
-        raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+        raise problem
     return value
 
 

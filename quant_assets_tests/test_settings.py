@@ -19,6 +19,7 @@ import pytest
 
 from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.ohlcv import ohlcv
+from quant_assets.defs.automation import ohlcv_sensor
 from quant_assets.defs.resources import build_resources
 from quant_assets.errors import ConfigError
 from quant_assets.settings import SETTINGS, Settings, check, default, lookback_start
@@ -178,6 +179,28 @@ def test_a_bad_variable_the_run_does_not_use_still_fails_it(
     assert not failed.success
     assert "QT_UNIVERSE='foo'" in run_failure_text(instance, failed.run_id)
     assert sum(sim.stats.requests.values()) == 0
+
+
+def test_a_bad_variable_fails_a_sensor_tick_naming_it(
+    no_qt_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon resolves the sensor's resources as this tick does: from EnvVar, when it evaluates.
+    monkeypatch.setenv("QT_DATA_LOOKBACK_DAYS", "0")
+    resources = build_resources()
+    defs = dg.Definitions(assets=[coin_universe, ohlcv], sensors=[ohlcv_sensor], resources=resources)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance_ref=instance.get_ref(), definitions=defs, resources=resources
+        )
+        with pytest.raises(dg.DagsterResourceFunctionError) as caught:
+            ohlcv_sensor.evaluate_tick(context)
+
+    causes = []
+    error: BaseException | None = caught.value
+    while error is not None:
+        causes.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any("QT_DATA_LOOKBACK_DAYS='0': expected a positive integer" in c for c in causes), causes
 
 
 def test_dagster_cli_materialize_refuses_a_bad_variable(tmp_path: Path, yesterday: dt.date) -> None:
