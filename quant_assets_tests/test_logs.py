@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from quant_assets.simulator import Simulator
 from quant_assets_tests.dagster_helpers import materialize_range, resources_for
 
 THREAD_JOIN_TIMEOUT_S = 60  # bounds a failure only
+SUBPROCESS_TIMEOUT_S = 300  # bounds a failure only: a loaded 2-core machine starts dagster slowly
 
 
 def run_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -119,3 +123,23 @@ def test_a_forwarded_record_is_marked_so_a_terminal_handler_can_skip_it() -> Non
 def test_the_simulator_is_never_forwarded(name: str) -> None:
     forwarder = RunLogForwarder(logging.getLogger("test_logs.sink"))
     assert not forwarder.filter(logging.makeLogRecord({"name": name, "levelno": logging.WARNING}))
+
+
+def test_the_cli_prints_a_retry_once(sim: Simulator, tmp_path: Path) -> None:
+    sim.faults.fail_next("/fapi/v1/klines", 429, retry_after=0.3)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("QT_") and k != "DAGSTER_HOME"},
+        "QT_DATA_DIR": str(tmp_path / "data"),
+        "QT_BINANCE_FAPI_URL": sim.url,
+        "QT_COINGECKO_API_URL": sim.coingecko_url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "quant_assets.cli", "backfill", "--days", "1", "--symbols", "BTCUSDT"],
+        env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    retries = [line for line in output.splitlines() if "attempt 1/" in line and "429" in line]
+    assert len(retries) == 1, retries  # through the run's console log, not a second time by the root
+    assert "quant_assets.sources" in retries[0]
