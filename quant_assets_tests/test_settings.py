@@ -8,6 +8,7 @@ when the definitions load.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.defs.automation import ohlcv_sensor
 from quant_assets.defs.resources import build_resources
 from quant_assets.errors import ConfigError
+from quant_assets.log_forwarding import RunLogForwarder
 from quant_assets.settings import SETTINGS, Settings, check, default, lookback_start
 from quant_assets.simulator import Simulator
 from quant_assets_tests.dagster_helpers import materialize_range, resources_for
@@ -158,6 +160,7 @@ def test_a_bad_variable_fails_the_run_at_start_naming_it(
     assert "QT_UNIVERSE='foo': expected one of l1l2-top" in run_failure_text(instance, failed.run_id)
     assert sum(sim.stats.requests.values()) == 0, "nothing was fetched"
     assert not (tmp_path / "lake").exists(), "nothing was written"
+    assert not any(isinstance(h, RunLogForwarder) for h in logging.getLogger("quant_assets").handlers)
 
     monkeypatch.setenv("QT_UNIVERSE", "l1l2-top")
     mended = dg.materialize(
