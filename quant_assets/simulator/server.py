@@ -473,10 +473,12 @@ def run_server(*, port: int, host: str = "127.0.0.1", seed: int = 7, weight_limi
         OSError: the port is taken.
     """
     simulator = Simulator(port=port, seed=seed, weight_limit=weight_limit, host=host)
-    simulator.start()
-    print(f"simulator listening: QT_BINANCE_FAPI_URL={simulator.binance_url}", flush=True)
-    print(f"                     QT_COINGECKO_API_URL={simulator.coingecko_url}", flush=True)
+    # Everything after start() sits inside the try: an interrupt that arrives while the URLs are
+    # printed (a caller may act on the first line at once) still stops the server and exits cleanly.
     try:
+        simulator.start()
+        print(f"simulator listening: QT_BINANCE_FAPI_URL={simulator.binance_url}", flush=True)
+        print(f"                     QT_COINGECKO_API_URL={simulator.coingecko_url}", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
