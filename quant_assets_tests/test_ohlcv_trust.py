@@ -8,6 +8,9 @@ evaluations, read back through the instance.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +172,7 @@ def test_a_request_refused_mid_range_keeps_the_days_fetched_whole_before_it(
         assert f"{day}|BTCUSDT: not fetched: " in message
     assert f"{first_day}|BTCUSDT" not in message
     assert "4 of 10 symbol-days failed" in message
+    assert f"quant-assets backfill --symbols BTCUSDT --end {yesterday} --days 4" in message
     materialized = instance.get_materialized_partitions(OHLCV)
     assert f"{first_day}|BTCUSDT" in materialized
     assert not {f"{day}|BTCUSDT" for day in lost} & materialized
@@ -206,3 +210,43 @@ def test_ohlcv_of_a_day_depends_on_that_days_universe_only() -> None:
 
     assert sorted(downstream.get_partition_keys()) == [f"{day}|BTCUSDT", f"{day}|ETHUSDT"]
     assert list(upstream.partitions_subset.get_partition_keys()) == [str(day - dt.timedelta(days=1))]
+
+
+def test_the_cli_names_the_lost_days_and_its_rerun_fetches_only_those(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "QT_DATA_DIR": str(tmp_path / "data"),
+        "QT_BINANCE_FAPI_URL": sim.url,
+        "QT_COINGECKO_API_URL": sim.coingecko_url,
+        "DAGSTER_HOME": str(home),
+    }
+    backfill = [sys.executable, "-m", "quant_assets.cli", "backfill"]
+    sim.faults.fail_next(KLINES, 400, after=1)
+
+    done = subprocess.run(
+        [*backfill, "--days", "5", "--symbols", "BTCUSDT"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 1, done.stderr[-2000:]
+    for offset in range(4):
+        assert f"{yesterday - dt.timedelta(days=offset)}|BTCUSDT: not fetched: " in done.stdout
+    assert f"{yesterday - dt.timedelta(days=4)}|BTCUSDT" not in done.stdout
+    rerun = f"quant-assets backfill --symbols BTCUSDT --end {yesterday} --days 4"
+    assert rerun in done.stdout
+
+    sim.stats.reset()
+    again = subprocess.run(
+        [*backfill, *rerun.split()[2:]], env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "4 symbol-days in 1 runs, ok" in again.stdout
+    assert sim.stats.requests[KLINES] == 3

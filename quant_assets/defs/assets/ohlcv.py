@@ -1,5 +1,7 @@
 """``ohlcv``: closed 5-minute candles from Binance USD-M, one Parquet file per symbol and UTC day."""
 
+import datetime as dt
+
 import dagster as dg
 import pandas as pd
 
@@ -7,7 +9,7 @@ from quant_assets.defs.checks import combine, emit_partition_checks
 from quant_assets.defs.partitions import ohlcv_partitions, split_ohlcv_key
 from quant_assets.defs.resources import BinanceResource, LakeResource
 from quant_assets.errors import InvalidSymbolError
-from quant_assets.ohlcv_collect import LEFT_OUT_REASONS, SymbolDay, collect_ohlcv
+from quant_assets.ohlcv_collect import LEFT_OUT_REASONS, SymbolDay, collect_ohlcv, consecutive_runs
 from quant_assets.progress import throttled
 from quant_assets.quality import CheckOutcome, check_ohlcv_partition, failure_summary
 from quant_assets.store.lake import OHLCV_INVALID_KEY, WriteResult
@@ -20,6 +22,18 @@ _VALIDITY_RULES = (
     "ohlc_consistent",
     "volumes_non_negative",
 )
+
+
+def rerun_commands(failed: list[SymbolDay]) -> list[str]:
+    """One ``quant-assets backfill`` command per symbol and run of consecutive failed days."""
+    by_symbol: dict[str, list[dt.date]] = {}
+    for partition in failed:
+        by_symbol.setdefault(partition.symbol, []).append(partition.day)
+    return [
+        f"  quant-assets backfill --symbols {symbol} --end {last} --days {(last - first).days + 1}"
+        for symbol, days in sorted(by_symbol.items())
+        for first, last in consecutive_runs(days)
+    ][:20]
 
 
 @dg.asset(
@@ -142,10 +156,14 @@ def ohlcv(context: dg.AssetExecutionContext, lake: LakeResource, binance: Binanc
     context.log.info(f"ohlcv run done: {len(written):,} partitions written, {len(failed):,} failed")
     if failed:
         listing = "\n".join(f"  {key}: {message}" for key, message in list(failed.items())[:50])
+        more = (
+            f"\n  ... and {len(failed) - 50} more (metadata: failed_partitions)" if len(failed) > 50 else ""
+        )
         raise dg.Failure(
             description=(
                 f"{len(failed)} of {len(context.partition_keys)} symbol-days failed; the other "
-                f"{len(written)} are stored. Re-run just these:\n{listing}"
+                f"{len(written)} are stored. Re-run just these:\n{listing}{more}\n"
+                + "\n".join(rerun_commands(sorted(outcome.failed)))
             ),
             metadata={"failed_partitions": dg.MetadataValue.json(failed), **run_summary},
             allow_retries=False,
