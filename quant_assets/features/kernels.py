@@ -46,3 +46,34 @@ def affine_window(
             out_a[t] = pre_a[t] * suf_a[first]
             out_b[t] = pre_a[t] * suf_b[first] + pre_b[t]
     return out_a, out_b
+
+
+@numba.njit(cache=True, nogil=True)
+def window_sum(x: np.ndarray, window: int) -> np.ndarray:  # pragma: no cover
+    """Sum of the last `window` values at each index (NaN for the first ``window - 1``).
+
+    Blocks of `window` values are aligned on the first one; a window is the running sum of its
+    last block's values up to ``t`` plus the running sum, from its end, of the previous block's
+    values from ``t - window + 1``: every addition stays inside two blocks, so the rounding error is
+    that of summing about ``window`` values, whatever came before. A NaN or infinity affects only
+    the windows that hold it.
+    """
+    n = x.shape[0]
+    prefix, suffix, out = np.empty(n), np.empty(n), np.empty(n)
+    k = 0
+    for i in range(n):
+        prefix[i] = x[i] if k == 0 else prefix[i - 1] + x[i]
+        k += 1
+        if k == window:
+            k = 0
+    for i in range(n - 1, -1, -1):
+        if i == n - 1 or (i + 1) % window == 0:
+            suffix[i] = x[i]
+        else:
+            suffix[i] = suffix[i + 1] + x[i]
+    for t in range(min(window - 1, n)):
+        out[t] = np.nan
+    for t in range(window - 1, n):
+        first = t - window + 1
+        out[t] = prefix[t] if first % window == 0 else suffix[first] + prefix[t]
+    return out
