@@ -152,6 +152,26 @@ def test_a_gap_warns_and_the_partition_shows_passed_once_refetched_whole(
     assert summary.status.value == "SUCCEEDED"
 
 
+def test_a_run_that_mends_one_partition_and_breaks_another_shows_both_and_a_failed_badge(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    start = dt.datetime.combine(yesterday, dt.time(12, 0), dt.UTC)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(sim, tmp_path)
+    sim.faults.gap("SOLUSDT", start, start + dt.timedelta(minutes=15))
+    materialize_range(ohlcv, instance, resources, ["ETHUSDT", "SOLUSDT"], yesterday, yesterday)
+    sim.faults.clear()
+    sim.faults.gap("ETHUSDT", start, start + dt.timedelta(minutes=15))
+
+    materialize_range(ohlcv, instance, resources, ["ETHUSDT", "SOLUSDT"], yesterday, yesterday)
+
+    assert latest_evaluation(instance, "complete_day", f"{yesterday}|ETHUSDT").status.value == "FAILED"
+    assert latest_evaluation(instance, "complete_day", f"{yesterday}|SOLUSDT").status.value == "SUCCEEDED"
+    badge = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(OHLCV, "complete_day"))
+    assert badge is not None
+    assert badge.status.value == "FAILED"
+
+
 def test_a_request_refused_mid_range_keeps_the_days_fetched_whole_before_it(
     sim: Simulator, tmp_path: Path, yesterday: dt.date
 ) -> None:

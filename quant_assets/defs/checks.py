@@ -75,6 +75,7 @@ def emit_partition_checks(
         f"{time.monotonic() - started:.2f} s: "
         + ", ".join(f"{name} failing {len(failed_before[name])}" for name in check_names)
     )
+    evaluations: list[tuple[bool, dg.AssetCheckEvaluation]] = []
     for partition, outcomes in outcomes_by_partition.items():
         for outcome in outcomes:
             severity[outcome.name] = outcome.severity
@@ -84,17 +85,20 @@ def emit_partition_checks(
                 mended[outcome.name] += 1
             else:
                 failing[outcome.name].append(partition)
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=asset_key,
-                    check_name=outcome.name,
-                    passed=outcome.passed,
-                    partition=partition,
-                    severity=SEVERITY[outcome.severity],
-                    description=f"{partition}: {outcome.description}",
-                    metadata=outcome.metadata,
-                )
+            evaluation = dg.AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name=outcome.name,
+                passed=outcome.passed,
+                partition=partition,
+                severity=SEVERITY[outcome.severity],
+                description=f"{partition}: {outcome.description}",
+                metadata=outcome.metadata,
             )
+            evaluations.append((outcome.passed, evaluation))
+    # Mended partitions first: the UI's badge of an unpartitioned check shows the check's newest
+    # record, which must be a failure whenever this run found one.
+    for _, evaluation in sorted(evaluations, key=lambda item: not item[0]):
+        context.log_event(evaluation)
     for name in check_names:
         yield dg.AssetCheckResult(
             check_name=name,
