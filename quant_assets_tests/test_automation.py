@@ -10,7 +10,14 @@ import dagster as dg
 from quant_assets.definitions import defs
 from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.ohlcv import ohlcv
-from quant_assets.defs.automation import RANGE_END, RANGE_START, daily_refresh, ohlcv_rectangles, ohlcv_sensor
+from quant_assets.defs.automation import (
+    RANGE_END,
+    RANGE_START,
+    daily_refresh,
+    day_range_requests,
+    ohlcv_rectangles,
+    ohlcv_sensor,
+)
 from quant_assets.simulator import Simulator
 from quant_assets_tests.dagster_helpers import resources_for
 
@@ -89,3 +96,16 @@ def test_ohlcv_sensor_requests_few_runs_for_a_new_universe(
             instance_ref=instance.get_ref(), definitions=defs, resources=resources, cursor=result.cursor
         ) as context:
             assert isinstance(ohlcv_sensor(context), dg.SkipReason)
+
+
+def test_feature_days_become_one_run_per_range_with_keys_of_their_own() -> None:
+    wanted = [*days(D, 3), D + dt.timedelta(days=5)]  # a hole splits the ranges
+    requests = day_range_requests(wanted, key="feature_table-schema-abc", reason="test")
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
+        (str(D), str(D + dt.timedelta(days=2))),
+        (str(D + dt.timedelta(days=5)), str(D + dt.timedelta(days=5))),
+    ]
+    assert [r.run_key for r in requests] == [
+        f"feature_table-schema-abc-{D}-{D + dt.timedelta(days=2)}",
+        f"feature_table-schema-abc-{D + dt.timedelta(days=5)}-{D + dt.timedelta(days=5)}",
+    ]

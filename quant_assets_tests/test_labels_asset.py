@@ -86,3 +86,18 @@ def test_labels_have_the_lineage_they_really_have() -> None:
         dg.AssetKey("coin_universe"),
     }
     assert dg.AssetKey("labels") not in graph.get(dg.AssetKey("feature_table")).child_keys
+
+
+def test_the_labels_sensor_waits_while_any_ohlcv_run_is_in_flight() -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB",  # what a UI or CLI materialization runs as
+            status=dg.DagsterRunStatus.STARTED,
+            tags={RANGE_START: "2026-11-20|BTCUSDT", RANGE_END: "2026-11-21|ETHUSDT"},
+        )
+    )
+    with dg.build_sensor_context(instance=instance) as context:
+        result = labels_sensor(context)
+    assert isinstance(result, dg.SkipReason)
+    assert "1 ohlcv runs in flight" in str(result.skip_message)
