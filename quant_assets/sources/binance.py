@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,7 @@ class BinanceFuturesClient(VenueClient):
         clock: Callable[[], int] | None = None,
         backoff_base: float = 0.25,
         backoff_max: float = 20.0,
+        budget_dir: Path | None = None,
     ) -> None:
         """Create a client.
 
@@ -142,9 +144,11 @@ class BinanceFuturesClient(VenueClient):
                 and which days have ended.
             backoff_base: first retry backoff ceiling in seconds (doubles per attempt, full jitter).
             backoff_max: cap of the backoff ceiling in seconds.
+            budget_dir: directory of the budget's state file, shared by every process on the machine
+                that names it (weight, Retry-After holds, request slots); ``None``: this process only.
         """
         self.budget: WeightBudget = shared_budget(
-            VENUE, base_url, limit=weight_per_minute, window_seconds=window_seconds
+            VENUE, base_url, limit=weight_per_minute, window_seconds=window_seconds, state_dir=budget_dir
         )
         self.session = VenueSession(
             VENUE,

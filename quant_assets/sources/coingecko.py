@@ -9,6 +9,7 @@ with ``calls_per_minute``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from quant_assets.sources.http import VenueClient, VenueSession, WeightBudget, shared_budget
@@ -42,6 +43,7 @@ class CoinGeckoClient(VenueClient):
         calls_per_minute: int | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        budget_dir: Path | None = None,
     ) -> None:
         """Create a client.
 
@@ -54,9 +56,13 @@ class CoinGeckoClient(VenueClient):
                 ``None`` leaves pacing to the venue's 429s.
             backoff_base: first retry backoff ceiling in seconds (doubles per attempt, full jitter).
             backoff_max: cap of the backoff ceiling in seconds.
+            budget_dir: directory of the budget's state file, shared by every process on the machine
+                that names it (Retry-After holds, request slots); ``None``: this process only.
         """
         headers = {api_key_header(base_url): api_key} if api_key else None
-        self.budget: WeightBudget = shared_budget(VENUE, base_url, limit=calls_per_minute)
+        self.budget: WeightBudget = shared_budget(
+            VENUE, base_url, limit=calls_per_minute, state_dir=budget_dir
+        )
         self.session = VenueSession(
             VENUE,
             base_url,

@@ -1,15 +1,10 @@
-"""The HTTP layer every venue client stands on: one session per venue, retries, and a weight budget.
+"""The HTTP layer every venue client stands on: one session per venue, retries, typed errors.
 
-Two pieces:
-
-* :class:`WeightBudget` paces requests so a venue's per-window request-weight limit is never crossed
-  (Binance counts weight per IP in wall-clock minutes and bans an IP, HTTP 418, that keeps going after
-  a 429). Budgets are process-wide: :func:`shared_budget` hands every client and thread of the
-  process the same budget for one (venue, base URL).
-* :class:`VenueSession` is one ``requests.Session`` per venue with connect/read timeouts, retries
-  with capped exponential backoff and full jitter on 5xx, timeouts and broken bodies, ``Retry-After``
-  honoured on 429/418 (and 503), and typed errors (:mod:`quant_assets.errors`) that name the venue,
-  the endpoint and the HTTP status.
+:class:`VenueSession` is one ``requests.Session`` per venue with connect/read timeouts, retries with
+capped exponential backoff and full jitter on 5xx, timeouts and broken bodies, ``Retry-After``
+honoured on 429/418 (and 503), and typed errors (:mod:`quant_assets.errors`) that name the venue,
+the endpoint and the HTTP status. Every attempt is paced through the venue's weight budget
+(:mod:`quant_assets.sources.budget`, re-exported here), which one process or a whole machine shares.
 
 Connection failures (nothing reached the server, so no weight was spent) are retried by urllib3's
 own ``Retry`` under the session; everything that did reach the server is retried here, through the
@@ -19,15 +14,12 @@ budget, so every attempt is paced and counted.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import email.utils
 import logging
-import math
 import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Self
 
 import requests
@@ -35,245 +27,22 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from quant_assets.errors import RateLimitError, SourceError, UnknownSymbolError
+from quant_assets.sources.budget import BudgetStats, RequestMeter, WeightBudget, shared_budget
+
+__all__ = [
+    "BudgetStats",
+    "RequestMeter",
+    "VenueClient",
+    "VenueSession",
+    "WeightBudget",
+    "parse_retry_after",
+    "shared_budget",
+]
 
 logger = logging.getLogger(__name__)
 
 BINANCE_UNKNOWN_SYMBOL_CODE = -1121  # {"code": -1121, "msg": "Invalid symbol."}
 CONNECT_RETRIES = 2  # urllib3 retries of a refused/timed-out connect; no weight is spent on these
-
-
-@dataclass(frozen=True)
-class BudgetStats:
-    """What a budget has seen since it was created (a consistent snapshot).
-
-    Attributes:
-        requests: requests let through by :meth:`WeightBudget.acquire` (each retry counts).
-        weight: total weight of those requests.
-        waited_seconds: total time callers spent blocked in ``acquire`` (pacing and holds).
-        rate_limited: HTTP 429 answers reported through :meth:`WeightBudget.hold_until`.
-        banned: HTTP 418 answers reported through :meth:`WeightBudget.hold_until`.
-    """
-
-    requests: int = 0
-    weight: int = 0
-    waited_seconds: float = 0.0
-    rate_limited: int = 0
-    banned: int = 0
-
-
-class WeightBudget:
-    """A request-weight budget per wall-clock window, shared by the threads of a process.
-
-    Windows are aligned to the wall clock, ``floor(time.time() / window_seconds)``, as Binance aligns
-    its ``REQUEST_WEIGHT`` minute. The budget spends the whole limit (no headroom: headroom costs the
-    same fraction of a backfill's time) and stays exact by
-
-    * counting weight locally when a request is let through, before it is sent, so requests still in
-      flight are counted;
-    * taking ``max(local count, server count)`` from the venue's used-weight header (:meth:`observe`),
-      which also covers other processes spending from the same IP;
-    * charging a request let through in the last moments of a window (``edge_seconds``) to the next
-      window too, because it may reach the server after the boundary and count there.
-
-    Thread-safe. ``limit=None`` means unlimited: weight is still counted and holds still apply.
-    """
-
-    def __init__(self, limit: int | None, *, window_seconds: float = 60.0) -> None:
-        """Create a budget.
-
-        Args:
-            limit: weight allowed per window, or ``None`` for no limit.
-            window_seconds: window length in seconds (Binance: 60).
-
-        Raises:
-            ValueError: a limit below 1 or a window that is not positive.
-        """
-        self._lock = threading.Lock()
-        self._limit = limit
-        self._window_seconds = window_seconds
-        self._check_config(limit, window_seconds)
-        self._window = -1  # index of the window `_used` belongs to
-        self._used = 0
-        self._next_used = 0  # pre-charged to window `_window + 1` (requests sent at the edge)
-        self._hold_until = 0.0  # epoch seconds; nothing is let through before
-        self._stats = BudgetStats()
-
-    @staticmethod
-    def _check_config(limit: int | None, window_seconds: float) -> None:
-        if limit is not None and limit < 1:
-            raise ValueError(f"weight limit must be >= 1 or None, got {limit}")
-        if not window_seconds > 0:
-            raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
-
-    def __repr__(self) -> str:
-        return f"WeightBudget(limit={self._limit}, window_seconds={self._window_seconds})"
-
-    @property
-    def limit(self) -> int | None:
-        """Weight allowed per window (``None``: unlimited)."""
-        return self._limit
-
-    @property
-    def window_seconds(self) -> float:
-        """Window length in seconds."""
-        return self._window_seconds
-
-    @property
-    def edge_seconds(self) -> float:
-        """A request let through this close to a window's end is charged to the next window too."""
-        return min(0.5, self._window_seconds * 0.05)
-
-    @property
-    def stats(self) -> BudgetStats:
-        """A consistent snapshot of the counters."""
-        with self._lock:
-            return self._stats
-
-    def reconfigure(self, limit: int | None, *, window_seconds: float) -> None:
-        """Change the limit and window length; counts of the current window are kept.
-
-        Raises:
-            ValueError: as the constructor.
-        """
-        self._check_config(limit, window_seconds)
-        with self._lock:
-            if window_seconds != self._window_seconds:
-                self._window, self._used, self._next_used = -1, 0, 0
-            self._limit, self._window_seconds = limit, window_seconds
-
-    def window_index(self, at: float | None = None) -> int:
-        """Index of the wall-clock window holding epoch second `at` (default now)."""
-        return math.floor((time.time() if at is None else at) / self._window_seconds)
-
-    def hold_remaining(self) -> float:
-        """Seconds until a hold set by :meth:`hold_until` ends (0 when none is active)."""
-        with self._lock:
-            return max(0.0, self._hold_until - time.time())
-
-    def _roll(self, now: float) -> None:
-        index = math.floor(now / self._window_seconds)
-        if index != self._window:
-            self._used = self._next_used if index == self._window + 1 else 0
-            self._next_used = 0
-            self._window = index
-
-    def acquire(self, weight: int) -> float:
-        """Block until `weight` fits in the current window, then count it.
-
-        Args:
-            weight: the request's weight (>= 0).
-
-        Returns:
-            Seconds spent waiting (pacing and any hold set by :meth:`hold_until`).
-
-        Raises:
-            ValueError: `weight` is negative or larger than the whole limit (it could never fit).
-        """
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
-        started = time.monotonic()
-        while True:
-            with self._lock:
-                limit = self._limit
-                if limit is not None and weight > limit:
-                    raise ValueError(f"a request of weight {weight} can never fit a limit of {limit}")
-                now = time.time()
-                delay = self._hold_until - now
-                if delay <= 0:
-                    self._roll(now)
-                    if limit is None or self._used + weight <= limit:
-                        self._used += weight
-                        window_end = (self._window + 1) * self._window_seconds
-                        if window_end - now < self.edge_seconds:
-                            self._next_used += weight
-                        waited = time.monotonic() - started
-                        self._stats = dataclasses.replace(
-                            self._stats,
-                            requests=self._stats.requests + 1,
-                            weight=self._stats.weight + weight,
-                            waited_seconds=self._stats.waited_seconds + waited,
-                        )
-                        return waited
-                    # A millisecond past the boundary, so floor() lands in the next window.
-                    delay = (self._window + 1) * self._window_seconds - now + 0.001
-            time.sleep(delay)
-
-    def observe(self, used_in_window: int, *, sent_at: float | None = None) -> None:
-        """Sync with the venue's count of the current window (e.g. ``X-MBX-USED-WEIGHT-1M``).
-
-        Args:
-            used_in_window: weight the venue says this IP used in its current window.
-            sent_at: epoch seconds when the request that carried the header was let through. When it
-                lies in an earlier window than now, the header may count either window and is ignored
-                (the edge pre-charge covers a request that crossed the boundary).
-        """
-        with self._lock:
-            now = time.time()
-            self._roll(now)
-            if sent_at is not None and math.floor(sent_at / self._window_seconds) != self._window:
-                return
-            self._used = max(self._used, used_in_window)
-
-    def hold_until(self, retry_after_seconds: float, *, status: int | None = None) -> None:
-        """Stop every :meth:`acquire` of the process for `retry_after_seconds` from now.
-
-        Call it on 429/418 with the venue's ``Retry-After``: sending anything earlier turns a 429
-        into a ban. An earlier, longer hold is kept.
-
-        Args:
-            retry_after_seconds: seconds to hold, from now.
-            status: the HTTP status that asked for it; 429 and 418 are counted in :attr:`stats`.
-        """
-        with self._lock:
-            self._hold_until = max(self._hold_until, time.time() + max(0.0, retry_after_seconds))
-            if status == 429:
-                self._stats = dataclasses.replace(self._stats, rate_limited=self._stats.rate_limited + 1)
-            elif status == 418:
-                self._stats = dataclasses.replace(self._stats, banned=self._stats.banned + 1)
-
-
-_BUDGETS: dict[tuple[str, str], WeightBudget] = {}
-_BUDGETS_LOCK = threading.Lock()
-
-
-def shared_budget(
-    venue: str, base_url: str, *, limit: int | None, window_seconds: float = 60.0
-) -> WeightBudget:
-    """The process-wide budget of (`venue`, `base_url`), created on first use.
-
-    Every client and thread of the process that talks to the same venue base URL gets the same
-    object, so together they stay inside the limit and all wait out a ``Retry-After``. When a later
-    caller asks for another limit or window, the budget is reconfigured to it (the newest
-    configuration wins, logged at WARNING); the counts of the current window are kept.
-
-    Raises:
-        ValueError: a limit below 1 or a window that is not positive.
-    """
-    key = (venue, base_url.rstrip("/"))
-    with _BUDGETS_LOCK:
-        budget = _BUDGETS.get(key)
-        if budget is None:
-            budget = _BUDGETS[key] = WeightBudget(limit, window_seconds=window_seconds)
-        elif (budget.limit, budget.window_seconds) != (limit, window_seconds):
-            logger.warning(
-                "%s %s: weight budget reconfigured from %s/%ss to %s/%ss",
-                venue,
-                key[1],
-                budget.limit,
-                budget.window_seconds,
-                limit,
-                window_seconds,
-            )
-            budget.reconfigure(limit, window_seconds=window_seconds)
-    return budget
-
-
-@dataclass
-class RequestMeter:
-    """Requests and weight spent by one thread inside :meth:`VenueSession.metered`."""
-
-    requests: int = 0
-    weight: int = 0
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -355,7 +124,7 @@ class VenueSession:
             headers: sent with every request (e.g. an API key: never logged or put in errors).
             used_weight_header: response header carrying the venue's used weight of the window.
             max_retry_after: a ``Retry-After`` longer than this (seconds) fails the request at once
-                instead of sleeping (the hold still applies to the whole process).
+                instead of sleeping (the hold still applies to every sharer of the budget).
 
         Raises:
             ValueError: `max_attempts` below 1.
@@ -452,24 +221,31 @@ class VenueSession:
                 held = self.budget.hold_remaining()
                 if held > self.max_retry_after:
                     raise RateLimitError(
-                        f"venue asked this process to wait {held:.0f} s (more than {self.max_retry_after:.0f})",
+                        f"venue asked every user of this budget to wait {held:.0f} s (more than {self.max_retry_after:.0f})",
                         venue=self.venue,
                         endpoint=path,
                         status=failure.status if failure else None,
                         retry_after=held,
                     )
-                self.budget.acquire(weight)
-            sent_at = time.time()
-            self._count(weight)
-            try:
-                return self._attempt(url, path, params, sent_at)
-            except _RetryableFailure as exc:
-                failure = exc
-            rate_limited = failure.status in (418, 429)
-            if rate_limited:
-                # Set the hold even when this was the last attempt: other requests of the process
-                # must not walk into a ban.
-                self._hold(path, failure)
+            # The request slot is held until the answer is recorded (a 429's hold included), so no
+            # sharer of the budget sends anything while this answer may still ask everyone to wait.
+            slot = (
+                self.budget.lease(weight, max_seconds=self.timeout[0] + 2 * self.timeout[1] + 5.0)
+                if self.budget is not None
+                else contextlib.nullcontext(0.0)
+            )
+            with slot:
+                sent_at = time.time()
+                self._count(weight)
+                try:
+                    return self._attempt(url, path, params, sent_at)
+                except _RetryableFailure as exc:
+                    failure = exc
+                rate_limited = failure.status in (418, 429)
+                if rate_limited:
+                    # Set the hold even when this was the last attempt: other requests of every
+                    # sharer must not walk into a ban.
+                    self._hold(path, failure)
             if attempt == self.max_attempts:
                 break
             sleep = (
@@ -484,7 +260,7 @@ class VenueSession:
                 failure.status,
                 failure,
                 self.budget.hold_remaining() if self.budget is not None and not sleep else sleep,
-                " (Retry-After, held process-wide)" if failure.status in (418, 429) else "",
+                " (Retry-After, held for every sharer of the budget)" if failure.status in (418, 429) else "",
             )
             if sleep > 0:
                 time.sleep(sleep)
@@ -501,10 +277,10 @@ class VenueSession:
         return failure.wait if failure.wait is not None else self.backoff_max
 
     def _hold(self, path: str, failure: _RetryableFailure) -> None:
-        """After a 429/418: hold the whole process through the budget; refuse a wait that is too long."""
+        """After a 429/418: hold every sharer of the budget; refuse a wait that is too long."""
         wait = self._retry_after(failure)
         if self.budget is not None:
-            # Every acquire of the process, this session's next one included, waits it out.
+            # Every request of every sharer, this session's next one included, waits it out.
             self.budget.hold_until(wait, status=failure.status)
         if wait > self.max_retry_after:
             raise RateLimitError(
