@@ -22,6 +22,9 @@ The rule (``QT_UNIVERSE=l1l2-top``):
 5. One row per symbol (two coins on one contract: the higher 24h volume keeps it), ranked by CoinGecko
    ``total_volume`` (USD) descending, cut to the top ``max_symbols``.
 
+The hand-kept tables the rules consult (id -> Binance base, former bases, the maintained exclusion
+lists, the fallback's non-coin bases) live in :mod:`quant_assets.universe_tables`, with their provenance.
+
 Nothing here raises on a bad payload entry: a name that fails validation is skipped with a warning and
 listed in :attr:`UniverseResult.rejected_symbols`; every coin or contract left out is listed with its
 reason in :attr:`UniverseResult.excluded`, so the run's metadata says why the universe looks as it does.
@@ -41,6 +44,15 @@ import pandas as pd
 from quant_assets.sources.payloads import ExchangeInfo, MarketCoin, PerpContract, Ticker24h
 from quant_assets.store.schemas import COIN_UNIVERSE
 from quant_assets.symbols import is_valid_symbol
+from quant_assets.universe_tables import (
+    BINANCE_BASE_ALIASES,
+    BINANCE_BASE_BY_COINGECKO_ID,
+    FALLBACK_INDEX_BASES,
+    FALLBACK_STABLECOIN_BASES,
+    LIQUID_STAKING_IDS,
+    STABLECOIN_IDS,
+    WRAPPED_IDS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,289 +82,6 @@ _CATEGORY_KIND: dict[str, str] = {
     "liquid-staking-tokens": "liquid staking",
 }
 
-# CoinGecko id -> the coin's base asset on Binance USD-M, without any 1000/1000000/1M prefix.
-# Covers the real top coins by market cap that Binance lists (and renamed ones: the old id maps to the
-# new base, BINANCE_BASE_ALIASES gives the old contract name). Keeping the ids here is what protects a
-# coin's contract from impostors that share its ticker. Maintained by hand: add a line when Binance lists
-# a coin whose ticker is shared, prefixed or renamed; other coins also map through their ticker.
-BINANCE_BASE_BY_COINGECKO_ID: dict[str, str] = {
-    # base coins and the largest layer-1s
-    "bitcoin": "BTC",
-    "ethereum": "ETH",
-    "binancecoin": "BNB",
-    "solana": "SOL",
-    "ripple": "XRP",
-    "cardano": "ADA",
-    "tron": "TRX",
-    "avalanche-2": "AVAX",
-    "the-open-network": "TON",
-    "sui": "SUI",
-    "polkadot": "DOT",
-    "near": "NEAR",
-    "litecoin": "LTC",
-    "bitcoin-cash": "BCH",
-    "bitcoin-cash-sv": "BSV",
-    "aptos": "APT",
-    "stellar": "XLM",
-    "internet-computer": "ICP",
-    "kaspa": "KAS",
-    "ethereum-classic": "ETC",
-    "ethereum-pow-iou": "ETHW",
-    "hedera-hashgraph": "HBAR",
-    "hyperliquid": "HYPE",
-    "bittensor": "TAO",
-    "cosmos": "ATOM",
-    "algorand": "ALGO",
-    "vechain": "VET",
-    "monero": "XMR",
-    "filecoin": "FIL",
-    "arweave": "AR",
-    "tezos": "XTZ",
-    "eos": "EOS",
-    "neo": "NEO",
-    "gas": "GAS",
-    "iota": "IOTA",
-    "zcash": "ZEC",
-    "dash": "DASH",
-    "kusama": "KSM",
-    "flow": "FLOW",
-    "elrond-erd-2": "EGLD",
-    "mina-protocol": "MINA",
-    "conflux-token": "CFX",
-    "nervos-network": "CKB",
-    "oasis-network": "ROSE",
-    "kava": "KAVA",
-    "astar": "ASTR",
-    "celo": "CELO",
-    "zilliqa": "ZIL",
-    "harmony": "ONE",
-    "qtum": "QTUM",
-    "ontology": "ONT",
-    "icon": "ICX",
-    "waves": "WAVES",
-    "ravencoin": "RVN",
-    "horizen": "ZEN",
-    "iotex": "IOTX",
-    "moonbeam": "GLMR",
-    "thorchain": "RUNE",
-    "injective-protocol": "INJ",
-    "sei-network": "SEI",
-    "celestia": "TIA",
-    "dymension": "DYM",
-    "axelar": "AXL",
-    "zetachain": "ZETA",
-    "saga-2": "SAGA",
-    "coredaoorg": "CORE",
-    "kaia": "KAIA",
-    "klay-token": "KAIA",  # Klaytn merged into Kaia; Binance renamed KLAYUSDT
-    "fantom": "S",  # Fantom migrated to Sonic; Binance renamed FTMUSDT
-    "sonic-3": "S",
-    "berachain-bera": "BERA",
-    "story-2": "IP",
-    "movement": "MOVE",
-    "mantra-dao": "OM",
-    "ronin": "RON",
-    "theta-token": "THETA",
-    "theta-fuel": "TFUEL",
-    "akash-network": "AKT",
-    "helium": "HNT",
-    "chiliz": "CHZ",
-    "terra-luna": "LUNC",  # the old Terra chain; Binance: 1000LUNCUSDT
-    "terra-luna-2": "LUNA2",
-    "ecash": "XEC",  # Binance: 1000XECUSDT
-    # layer-2s
-    "arbitrum": "ARB",
-    "optimism": "OP",
-    "polygon-ecosystem-token": "POL",
-    "matic-network": "POL",  # MATIC migrated to POL; Binance renamed MATICUSDT
-    "mantle": "MNT",
-    "immutable-x": "IMX",
-    "starknet": "STRK",
-    "zksync": "ZK",
-    "blockstack": "STX",
-    "manta-network": "MANTA",
-    "metis-token": "METIS",
-    "blast": "BLAST",
-    "taiko": "TAIKO",
-    "scroll": "SCR",
-    "loopring": "LRC",
-    "skale": "SKL",
-    "lisk": "LSK",
-    "merlin-chain": "MERL",
-    "coti": "COTI",
-    "cartesi": "CTSI",
-    "omni-network": "OMNI",
-    "beam-2": "BEAMX",  # CoinGecko ticker "beam"; Binance calls it BEAMX
-    # other large coins Binance lists, kept so their contracts cannot go to an impostor
-    "dogecoin": "DOGE",
-    "shiba-inu": "SHIB",  # Binance: 1000SHIBUSDT
-    "pepe": "PEPE",  # Binance: 1000PEPEUSDT
-    "bonk": "BONK",  # Binance: 1000BONKUSDT
-    "floki": "FLOKI",  # Binance: 1000FLOKIUSDT
-    "mog-coin": "MOG",  # Binance: 1000000MOGUSDT
-    "baby-doge-coin": "BABYDOGE",  # Binance: 1MBABYDOGEUSDT
-    "sats-ordinals": "SATS",  # Binance: 1000SATSUSDT
-    "simon-s-cat": "CAT",  # Binance: 1000CATUSDT
-    "neiro-3": "NEIRO",
-    "neiro-on-eth": "NEIROETH",
-    "dogwifcoin": "WIF",
-    "popcat": "POPCAT",
-    "book-of-meme": "BOME",
-    "cat-in-a-dogs-world": "MEW",
-    "peanut-the-squirrel": "PNUT",
-    "goatseus-maximus": "GOAT",
-    "act-i-the-ai-prophecy": "ACT",
-    "moo-deng": "MOODENG",
-    "turbo": "TURBO",
-    "memecoin-2": "MEME",
-    "notcoin": "NOT",
-    "dogs-2": "DOGS",
-    "ponke": "PONKE",
-    "fartcoin": "FARTCOIN",
-    "ai16z": "AI16Z",
-    "spx6900": "SPX",
-    "official-trump": "TRUMP",
-    "constitutiondao": "PEOPLE",
-    "chainlink": "LINK",
-    "uniswap": "UNI",
-    "aave": "AAVE",
-    "maker": "MKR",
-    "lido-dao": "LDO",
-    "ethena": "ENA",
-    "ether-fi": "ETHFI",
-    "eigenlayer": "EIGEN",
-    "pendle": "PENDLE",
-    "jupiter-exchange-solana": "JUP",
-    "raydium": "RAYSOL",  # Binance relisted Raydium as RAYSOLUSDT
-    "jito-governance-token": "JTO",
-    "pyth-network": "PYTH",
-    "wormhole": "W",
-    "layerzero": "ZRO",
-    "worldcoin-wld": "WLD",
-    "fetch-ai": "FET",
-    "render-token": "RENDER",  # Binance renamed RNDRUSDT
-    "the-graph": "GRT",
-    "ondo-finance": "ONDO",
-    "quant-network": "QNT",
-    "the-sandbox": "SAND",
-    "decentraland": "MANA",
-    "axie-infinity": "AXS",
-    "apecoin": "APE",
-    "gala": "GALA",
-    "jasmycoin": "JASMY",
-    "ordinals": "ORDI",
-    "aioz-network": "AIOZ",
-    "arkham": "ARKM",
-    "grass": "GRASS",
-    "superfarm": "SUPER",
-    "ethereum-name-service": "ENS",
-    "havven": "SNX",
-    "pancakeswap-token": "CAKE",
-    "safe": "SAFE",
-    "virtual-protocol": "VIRTUAL",
-    "blur": "BLUR",
-    "compound-governance-token": "COMP",
-    "curve-dao-token": "CRV",
-    "stepn": "GMT",
-    "degen-base": "DEGEN",
-    "woo-network": "WOO",
-    "trust-wallet-token": "TWT",
-    "livepeer": "LPT",
-    "1inch": "1INCH",
-    "reserve-rights-token": "RSR",
-    "drift-protocol": "DRIFT",
-    "holotoken": "HOT",
-    "golem": "GLM",
-    "safepal": "SFP",
-    "aevo-exchange": "AEVO",
-    "0x": "ZRX",
-    "dydx-chain": "DYDX",
-    "dydx": "DYDX",  # the old ERC-20 (CoinGecko ticker "ethdydx"); same Binance contract
-    "aerodrome-finance": "AERO",
-    "based-brett": "BRETT",
-}
-
-# Former Binance base names, tried when the current base has no valid perpetual (an exchangeInfo
-# snapshot taken before the rename). Keyed by the current base.
-BINANCE_BASE_ALIASES: dict[str, tuple[str, ...]] = {
-    "POL": ("MATIC",),
-    "S": ("FTM",),
-    "KAIA": ("KLAY",),
-    "RENDER": ("RNDR",),
-    "RAYSOL": ("RAY",),
-}
-
-# Maintained backup of the CoinGecko "stablecoins" category (fiat-pegged and yield-bearing dollars).
-STABLECOIN_IDS: frozenset[str] = frozenset(
-    {
-        "tether",
-        "usd-coin",
-        "dai",
-        "ethena-usde",
-        "ethena-staked-usde",
-        "first-digital-usd",
-        "usds",
-        "true-usd",
-        "paypal-usd",
-        "usdd",
-        "frax",
-        "binance-usd",
-        "paxos-standard",
-        "gemini-dollar",
-        "liquity-usd",
-        "crvusd",
-        "usdb",
-        "usual-usd",
-        "ondo-us-dollar-yield",
-        "hashnote-usyc",
-        "mountain-protocol-usdm",
-        "ripple-usd",
-        "usd1-wlfi",
-        "global-dollar",
-        "falcon-finance",
-        "resolv-usr",
-        "agora-dollar",
-        "dola-usd",
-        "savings-dai",
-        "susds",
-        "euro-coin",
-        "binance-peg-busd",
-        "bridged-usdc-polygon-pos-bridge",
-        "stasis-eurs",
-        "tether-eurt",
-    }
-)
-# Maintained backup of the CoinGecko "wrapped-tokens" and "bridged-tokens" categories; ids with a
-# bridged/wrapped word or the binance-peg- prefix are caught by pattern (maintained_exclusion).
-WRAPPED_IDS: frozenset[str] = frozenset(
-    {
-        "weth",
-        "tbtc",
-        "solv-btc",
-        "solv-protocol-solvbtc-bbn",
-        "pumpbtc",
-        "wrapped-eeth",
-    }
-)
-# Maintained backup of the CoinGecko "liquid-staking-tokens" category; ids with a staked/restaked
-# word are caught by pattern.
-LIQUID_STAKING_IDS: frozenset[str] = frozenset(
-    {
-        "staked-ether",
-        "wrapped-steth",
-        "rocket-pool-eth",
-        "msol",
-        "sweth",
-        "stader-ethx",
-        "frax-ether",
-        "coinbase-wrapped-staked-eth",
-        "super-oeth",
-        "origin-ether",
-        "wrapped-beacon-eth",
-        "lido-staked-sol",
-        "jito-staked-sol",
-    }
-)
 # (id prefix, kind) and (id word, kind): CoinGecko names bridged, wrapped and staked receipts this way
 # ("binance-peg-dogecoin", "l2-standard-bridged-weth-base", "coinbase-wrapped-btc", "lombard-staked-btc").
 _EXCLUDED_ID_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -366,33 +95,6 @@ _EXCLUDED_ID_WORDS: dict[str, str] = {
     "staked": "liquid staking",
     "restaked": "liquid staking",
 }
-
-# Binance perpetual bases that are not coins of the universe, for the fallback ranking (the CoinGecko
-# path never maps to them). Stablecoins trade at volume the fallback must not mistake for interest.
-FALLBACK_STABLECOIN_BASES: frozenset[str] = frozenset(
-    {
-        "USDC",
-        "FDUSD",
-        "TUSD",
-        "USDP",
-        "DAI",
-        "BUSD",
-        "USDE",
-        "PYUSD",
-        "USDS",
-        "USDD",
-        "FRAX",
-        "RLUSD",
-        "USD1",
-        "XUSD",
-        "BFUSD",
-        "AEUR",
-        "EUR",
-        "EURI",
-    }
-)
-# Binance's composite index perpetuals (BTC dominance, DeFi, ...): no coin behind them.
-FALLBACK_INDEX_BASES: frozenset[str] = frozenset({"BTCDOM", "DEFI", "FOOTBALL", "BLUEBIRD"})
 
 # A base asset from exchangeInfo becomes a table value; a one-letter base ("S", "W") is real.
 _BASE_ASSET = re.compile(r"[A-Z0-9]{1,30}")

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from quant_assets import universe_tables as tables
 from quant_assets.sources.payloads import (
     ExchangeInfo,
     MarketCoin,
@@ -24,9 +26,13 @@ from quant_assets.sources.payloads import (
     parse_ticker_24hr,
 )
 from quant_assets.store.schemas import COIN_UNIVERSE
+from quant_assets.symbols import is_valid_symbol
 from quant_assets.universe import (
     BASE_COIN_IDS,
+    CONTRACT_PREFIXES,
+    QUOTE_ASSET,
     UniverseResult,
+    maintained_exclusion,
     perp_symbol_for,
     select_fallback_universe,
     select_universe,
@@ -830,3 +836,35 @@ def test_real_top30_json_payload_keeps_no_stable_wrapped_or_staked_coin(
         "weth": "wrapped",
     }
     assert result.symbols[:3] == ["BTCUSDT", "ETHUSDT", "XRPUSDT"]
+
+
+# ------------------------------------------------------------------ the hand-kept tables agree
+def test_every_mapped_base_and_former_base_makes_valid_contract_names() -> None:
+    bases = set(tables.BINANCE_BASE_BY_COINGECKO_ID.values())
+    bases |= {name for names in tables.BINANCE_BASE_ALIASES.values() for name in names}
+    invalid = sorted(
+        f"{prefix}{base}{QUOTE_ASSET}"
+        for base in bases
+        for prefix in CONTRACT_PREFIXES
+        if not is_valid_symbol(f"{prefix}{base}{QUOTE_ASSET}")
+    )
+    assert invalid == []
+
+
+def test_aliases_are_former_names_of_mapped_bases_and_no_current_base() -> None:
+    current = set(tables.BINANCE_BASE_BY_COINGECKO_ID.values())
+    assert set(tables.BINANCE_BASE_ALIASES) <= current
+    assert {name for names in tables.BINANCE_BASE_ALIASES.values() for name in names}.isdisjoint(current)
+
+
+def test_no_mapped_coin_is_also_excluded_by_a_maintained_list_or_pattern() -> None:
+    excluded = {i: r for i in tables.BINANCE_BASE_BY_COINGECKO_ID if (r := maintained_exclusion(i))}
+    assert excluded == {}
+    fallback_only = tables.FALLBACK_STABLECOIN_BASES | tables.FALLBACK_INDEX_BASES
+    assert fallback_only.isdisjoint(tables.BINANCE_BASE_BY_COINGECKO_ID.values())
+
+
+def test_the_exclusion_lists_do_not_overlap_and_hold_coingecko_ids() -> None:
+    lists = [tables.STABLECOIN_IDS, tables.WRAPPED_IDS, tables.LIQUID_STAKING_IDS]
+    assert sum(map(len, lists)) == len(frozenset().union(*lists))
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", coin_id) for coin_id in frozenset().union(*lists))
