@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.feature_table import feature_table
 from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.defs.automation import RANGE_END, RANGE_START, feature_table_sensor
@@ -225,3 +226,24 @@ def test_no_snapshot_at_all_fails_the_day_with_a_clear_error(
         failure.step_failure_data.user_failure_data.description
     )
     assert not Lake(tmp_path).path("features", date=yesterday).exists()
+
+
+def test_a_new_universe_snapshot_rebuilds_its_day_only_when_it_has_features(
+    built: tuple[dg.DagsterInstance, dict], yesterday: dt.date
+) -> None:
+    instance, resources = built
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        settled = feature_table_sensor(context)
+    assert isinstance(settled, dg.SensorResult)
+    for day in (yesterday, yesterday - dt.timedelta(days=5)):  # built / never built
+        assert dg.materialize(
+            [coin_universe], instance=instance, resources=resources, partition_key=str(day)
+        ).success
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=settled.cursor) as context:
+        result = feature_table_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in result.run_requests] == [
+        (str(yesterday), str(yesterday))
+    ]
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor) as context:
+        assert isinstance(feature_table_sensor(context), dg.SkipReason)

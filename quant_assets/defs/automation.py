@@ -187,17 +187,27 @@ def _new_ohlcv_days(context: dg.SensorEvaluationContext, after: int) -> tuple[se
 def feature_table_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Rebuild the days whose candles changed, and the stored days of another schema hash.
+    """Rebuild the days whose candles or universe snapshot changed, and the stored days of another
+    schema hash.
 
-    Waits while any ``ohlcv`` run is in flight. One run per range of consecutive days: a 90-day
+    A new ``coin_universe`` snapshot rebuilds its day only when that day has features already (a
+    day without them is built when its candles land). Waits while any ``ohlcv`` run is in flight. One run per range of consecutive days: a 90-day
     backfill of candles, or a feature parameter change over 90 stored days, costs one run. A stale
     day is asked for under a run key holding the registry hash, so it is launched once per hash.
     """
     busy = ohlcv_runs_in_flight(context.instance)
     if busy:
         return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
-    after = int(json.loads(context.cursor or "{}").get("after", 0))
-    changed, newest = _new_ohlcv_days(context, after)
+    cursor_in = json.loads(context.cursor or "{}")
+    changed, newest = _new_ohlcv_days(context, int(cursor_in.get("after", 0)))
+    snapshots = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("coin_universe"), after_storage_id=int(cursor_in.get("universe_after", 0))
+        ),
+        limit=1_000,
+        ascending=True,
+    ).records
+    universe_newest = max((r.storage_id for r in snapshots), default=int(cursor_in.get("universe_after", 0)))
     # A day's candles are also the warm-up of the features of the days after it: rebuild those, up
     # to the warm-up's reach and no later than the last day that has features already.
     built = [
@@ -212,21 +222,26 @@ def feature_table_sensor(
         for k in range(1, reach + 1)
         if d + dt.timedelta(days=k) <= last_built
     }
+    days |= {dt.date.fromisoformat(r.partition_key) for r in snapshots if r.partition_key} & set(built)
     registry_hash = feature_schema().hash
     try:
         stale = set(stale_feature_days(lake.lake(), registry_hash))
     except OSError as error:  # e.g. a file being replaced under us: the next tick sees it
         context.log.warning(f"could not read the stored features' hashes: {error}")
         stale = set()
-    cursor = json.dumps({"after": newest})
+    cursor = json.dumps({"after": newest, "universe_after": universe_newest})
     if not days and not stale:
-        return dg.SkipReason("no new ohlcv partitions and no stored day of another schema hash")
-    requests = day_range_requests(days - stale, key=f"feature_table-{newest}", reason="new candles")
+        return dg.SkipReason(
+            "no new candles or universe of a built day, and no stored day of another schema hash"
+        )
+    requests = day_range_requests(
+        days - stale, key=f"feature_table-{newest}-{universe_newest}", reason="new candles or universe"
+    )
     requests += day_range_requests(
         stale, key=f"feature_table-schema-{registry_hash[:16]}", reason="stored under another schema hash"
     )
     context.log.info(
-        f"{len(days - stale)} days with new candles, {len(stale)} stale days -> {len(requests)} runs"
+        f"{len(days - stale)} days with new candles or universe, {len(stale)} stale days -> {len(requests)} runs"
     )
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
