@@ -191,12 +191,15 @@ def test_a_bad_variable_fails_a_sensor_tick_naming_it(
     monkeypatch.setenv("QT_DATA_LOOKBACK_DAYS", "0")
     resources = build_resources()
     defs = dg.Definitions(assets=[coin_universe, ohlcv], sensors=[ohlcv_sensor], resources=resources)
-    with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(
+    with (
+        dg.instance_for_test() as instance,
+        # `with`: the context opens its own instance from the ref and must close it again.
+        dg.build_sensor_context(
             instance_ref=instance.get_ref(), definitions=defs, resources=resources
-        )
-        with pytest.raises(dg.DagsterResourceFunctionError) as caught:
-            ohlcv_sensor.evaluate_tick(context)
+        ) as context,
+        pytest.raises(dg.DagsterResourceFunctionError) as caught,
+    ):
+        ohlcv_sensor.evaluate_tick(context)
 
     causes = []
     error: BaseException | None = caught.value

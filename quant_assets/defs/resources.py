@@ -27,6 +27,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from quant_assets import settings
 from quant_assets.log_forwarding import RunLogForwarder
 from quant_assets.sources.binance import BinanceFuturesClient
+from quant_assets.sources.budget import budget_dir_of
 from quant_assets.sources.coingecko import CoinGeckoClient
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
@@ -36,7 +37,11 @@ _ENV_VAR_TYPES = (dg.EnvVar, type(dg.EnvVar.int("QT_MAX_SYMBOLS")))  # resolved 
 
 
 def setting_field(env: str) -> Any:
-    """A resource field bound to QT_* setting `env`: its default, its meaning, and its validator."""
+    """A resource field bound to QT_* setting `env`: its default, its meaning, and its validator.
+
+    A new setting: add it to ``quant_assets.settings.SETTINGS`` (name, default, meaning, validator)
+    and declare the field with this; :func:`build_resources` then gives it ``EnvVar(env)`` when set.
+    """
     setting = settings.SETTING_BY_NAME[env]
     return Field(
         default=settings.default(env),
@@ -51,10 +56,8 @@ class QuantResource(dg.ConfigurableResource):
     @field_validator("*", mode="before")
     @classmethod
     def _check_setting(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        extra = field.json_schema_extra if field is not None else None
-        env = extra.get("qt_setting") if isinstance(extra, dict) else None
-        if not isinstance(env, str) or isinstance(value, _ENV_VAR_TYPES):
+        env = bound_setting(cls, info.field_name or "")
+        if env is None or isinstance(value, _ENV_VAR_TYPES):
             return value  # not a setting, or an EnvVar checked once the run resolves it
         return settings.check(env, value)
 
@@ -83,9 +86,15 @@ class BinanceResource(QuantResource):
 
     base_url: str = setting_field("QT_BINANCE_FAPI_URL")
     weight_per_minute: int = setting_field("QT_BINANCE_WEIGHT_PER_MINUTE")
+    # The weight budget and Retry-After holds live in <data_dir>/.budget, shared by every process.
+    data_dir: str = setting_field("QT_DATA_DIR")
 
     def client(self) -> BinanceFuturesClient:
-        return BinanceFuturesClient(self.base_url.rstrip("/"), weight_per_minute=self.weight_per_minute)
+        return BinanceFuturesClient(
+            self.base_url.rstrip("/"),
+            weight_per_minute=self.weight_per_minute,
+            budget_dir=budget_dir_of(Path(self.data_dir)),
+        )
 
 
 class CoinGeckoResource(QuantResource):
@@ -93,9 +102,14 @@ class CoinGeckoResource(QuantResource):
 
     base_url: str = setting_field("QT_COINGECKO_API_URL")
     api_key: str | None = setting_field("QT_COINGECKO_API_KEY")
+    data_dir: str = setting_field("QT_DATA_DIR")  # Retry-After holds shared in <data_dir>/.budget
 
     def client(self) -> CoinGeckoClient:
-        return CoinGeckoClient(self.base_url.rstrip("/"), api_key=self.api_key or None)
+        return CoinGeckoClient(
+            self.base_url.rstrip("/"),
+            api_key=self.api_key or None,
+            budget_dir=budget_dir_of(Path(self.data_dir)),
+        )
 
 
 class CollectionConfig(QuantResource):
@@ -106,23 +120,21 @@ class CollectionConfig(QuantResource):
     lookback_days: int = setting_field("QT_DATA_LOOKBACK_DAYS")
 
 
-# Which resource field each setting configures (QT_HISTORY_START is read by defs/partitions.py).
-_FIELDS: dict[str, tuple[str, str]] = {
-    "QT_DATA_DIR": ("lake", "data_dir"),
-    "QT_BINANCE_FAPI_URL": ("binance", "base_url"),
-    "QT_BINANCE_WEIGHT_PER_MINUTE": ("binance", "weight_per_minute"),
-    "QT_COINGECKO_API_URL": ("coingecko", "base_url"),
-    "QT_COINGECKO_API_KEY": ("coingecko", "api_key"),
-    "QT_MAX_SYMBOLS": ("collection", "max_symbols"),
-    "QT_UNIVERSE": ("collection", "universe"),
-    "QT_DATA_LOOKBACK_DAYS": ("collection", "lookback_days"),
-}
+# The resources of the definitions, by key. QT_HISTORY_START is no field: defs/partitions.py reads it.
 _CLASSES: dict[str, type[QuantResource]] = {
     "lake": LakeResource,
     "binance": BinanceResource,
     "coingecko": CoinGeckoResource,
     "collection": CollectionConfig,
 }
+
+
+def bound_setting(cls: type[QuantResource], field: str) -> str | None:
+    """The QT_* setting that field `field` of `cls` is bound to (see :func:`setting_field`), if any."""
+    info = cls.model_fields.get(field)
+    extra = info.json_schema_extra if info is not None else None
+    env = extra.get("qt_setting") if isinstance(extra, dict) else None
+    return env if isinstance(env, str) else None
 
 
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -137,14 +149,19 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
         pydantic.ValidationError: a value of `env` is invalid; the message names the variable.
     """
     given = settings.configured() if env is None else frozenset()
-    fields: dict[str, dict[str, object]] = {key: {} for key in _CLASSES}
-    for name, (key, field) in _FIELDS.items():
-        if name in given:
-            as_int = _CLASSES[key].model_fields[field].annotation is int
-            fields[key][field] = dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
-        elif env is not None and (env.get(name) or "").strip():
-            fields[key][field] = env[name]
-    return {key: cls(**fields[key]) for key, cls in _CLASSES.items()}
+    resources: dict[str, dg.ConfigurableResource] = {}
+    for key, cls in _CLASSES.items():
+        values: dict[str, object] = {}
+        for field, info in cls.model_fields.items():
+            name = bound_setting(cls, field)
+            if name is None:
+                continue
+            if name in given:
+                values[field] = dg.EnvVar.int(name) if info.annotation is int else dg.EnvVar(name)
+            elif env is not None and (env.get(name) or "").strip():
+                values[field] = env[name]
+        resources[key] = cls(**values)
+    return resources
 
 
 # ---------------------------------------------------------------------------------------- run logs
