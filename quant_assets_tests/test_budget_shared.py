@@ -293,3 +293,15 @@ def test_two_processes_fetching_at_once_share_one_budget_and_draw_no_ban(tmp_pat
     # The floor: `windows` windows of `limit`, the first possibly partly spent. Never faster than
     # that (one budget, not two); near it: a window, the 429 holds and process noise at most.
     assert (windows - 2) * window <= span <= (windows + 1) * window + faults * 0.5 + 5.0
+
+
+def test_the_resources_share_the_budget_through_the_data_directory(tmp_path: Path) -> None:
+    from quant_assets.defs.resources import build_resources
+
+    resources = build_resources({"QT_DATA_DIR": str(tmp_path), "QT_BINANCE_FAPI_URL": URL})
+    binance = resources["binance"].client()  # type: ignore[attr-defined]
+    coingecko = resources["coingecko"].client()  # type: ignore[attr-defined]
+
+    assert binance.budget.state_file == budget_state_file(tmp_path / ".budget", "binance", URL)
+    assert coingecko.budget.state_file is not None
+    assert coingecko.budget.state_file.parent == tmp_path / ".budget"

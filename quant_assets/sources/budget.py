@@ -538,6 +538,11 @@ _BUDGETS_LOCK = threading.Lock()
 _VENUE_NAME = re.compile(r"[a-z0-9_-]{1,40}")
 
 
+def budget_dir_of(data_dir: Path) -> Path:
+    """Where the budgets of a data directory live: every process that uses it shares them."""
+    return data_dir / ".budget"
+
+
 def budget_state_file(state_dir: Path, venue: str, base_url: str) -> Path:
     """The state file of (`venue`, `base_url`) in `state_dir`: ``<venue>-<hash of the URL>.budget``.
 
