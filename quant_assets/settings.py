@@ -164,17 +164,17 @@ def lookback_start(lookback_days: object, today: dt.date | None = None) -> dt.da
 
 @dataclass(frozen=True)
 class Settings:
-    """The effective configuration, parsed and checked."""
+    """The effective configuration, parsed and checked; build it with :meth:`from_env`."""
 
-    data_dir: Path = Path("./data")
-    max_symbols: int = 100
-    universe: str = "l1l2-top"
-    lookback_days: int = 90
-    history_start: dt.date = dt.date(2026, 1, 1)
-    binance_fapi_url: str = "https://fapi.binance.com"
-    binance_weight_per_minute: int = 2400
-    coingecko_api_url: str = "https://api.coingecko.com/api/v3"
-    coingecko_api_key: str | None = field(default=None, repr=False)
+    data_dir: Path
+    max_symbols: int
+    universe: str
+    lookback_days: int
+    history_start: dt.date
+    binance_fapi_url: str
+    binance_weight_per_minute: int
+    coingecko_api_url: str
+    coingecko_api_key: str | None = field(repr=False)  # a secret: never in a repr or a log
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
