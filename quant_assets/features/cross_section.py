@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from quant_assets.features import kernels
 from quant_assets.features.candles import FIVE_MINUTES_MS, Candles, CrossSection
-from quant_assets.features.windows import window_sum
 
 _CHUNK_ROWS = 1024  # open times ranked at once: keeps every temporary in cache, off the page-fault path
 
@@ -108,58 +108,34 @@ def demeaned(xs: CrossSection, *, feature: str) -> np.ndarray:
     return values - xs.per_row_of_time(means)
 
 
-def _reference_moments(c: Candles, window: int) -> tuple[np.ndarray, ...]:
-    """Sums over the last `window` five-minute slots of (x, y) pairs, at each bar.
+def _reference_stats(c: Candles, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Covariance, this symbol's variance and BTCUSDT's over the last `window` five-minute slots,
+    at each bar; NaN when fewer than half the slots have pairs, and a variance NaN where that series
+    did not move (:func:`kernels.paired_moments`).
 
-    x is this symbol's and y BTCUSDT's log return over the same five minutes (both candles must
+    Pairs are this symbol's and BTCUSDT's log returns over the same five minutes (both candles must
     exist). The window is wall time, not bars, so it needs only candles of the last ``window + 1``
     slots of both symbols, which any trailing ``window + 1`` bars of each contain, gaps or not.
     """
 
-    def make() -> tuple[np.ndarray, ...]:
+    def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = c.five_minute_return()
         y = c.reference_five_minute_return()
         both = ~(np.isnan(x) | np.isnan(y))
-        gapless = c.gapless
-        if gapless:
+        if c.gapless:
             count, px, py = both.astype(np.float64), np.where(both, x, 0.0), np.where(both, y, 0.0)
-        else:
-            # Lay the pairs on the 5-minute grid (zero where a pair is missing) and sum over slots.
-            slot = (c.open_time_ms - c.open_time_ms[0]) // FIVE_MINUTES_MS
-            pairs = np.zeros((3, int(slot[-1]) + 1))
-            pairs[0, slot[both]] = 1.0
-            pairs[1, slot[both]] = x[both]
-            pairs[2, slot[both]] = y[both]
-            count, px, py = pairs
+            cov, var_x, var_y = kernels.paired_moments(count, px, py, window)
+            return cov, var_x, var_y
+        # Lay the pairs on the 5-minute grid (zero where a pair is missing) and sum over slots.
+        slot = (c.open_time_ms - c.open_time_ms[0]) // FIVE_MINUTES_MS
+        pairs = np.zeros((3, int(slot[-1]) + 1))
+        pairs[0, slot[both]] = 1.0
+        pairs[1, slot[both]] = x[both]
+        pairs[2, slot[both]] = y[both]
+        stats = kernels.paired_moments(pairs[0], pairs[1], pairs[2], window)[:, slot]
+        return stats[0], stats[1], stats[2]
 
-        def by_slot(values: np.ndarray) -> np.ndarray:
-            summed = window_sum(values, window)
-            summed[:window] = np.nan  # slot 0 has no return: a full window of returns ends at slot `window`
-            return summed if gapless else summed[slot]
-
-        return (
-            by_slot(count),
-            by_slot(px),
-            by_slot(py),
-            by_slot(px * py),
-            by_slot(px * px),
-            by_slot(py * py),
-        )
-
-    return c.memo(("reference_moments", window), make)
-
-
-def _reference_stats(c: Candles, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Covariance, this symbol's variance and BTCUSDT's; NaN when fewer than half the slots have pairs."""
-    count, sx, sy, sxy, sxx, syy = _reference_moments(c, window)
-    n = np.where(count >= window / 2, count, np.nan)
-    mx, my = sx / n, sy / n
-    cov = sxy / n - mx * my
-    var_x, var_y = sxx / n - mx * mx, syy / n - my * my
-    # A variance within rounding noise of zero means a flat series: beta and correlation undefined.
-    var_x = np.where(var_x > 1e-10 * sxx / n, var_x, np.nan)
-    var_y = np.where(var_y > 1e-10 * syy / n, var_y, np.nan)
-    return cov, var_x, var_y
+    return c.memo(("reference_stats", window), make)
 
 
 def beta_to_reference(c: Candles, *, window: int) -> np.ndarray:

@@ -7,7 +7,14 @@ import talib
 
 from quant_assets.features.candles import Candles
 from quant_assets.features.volume import log_volume
-from quant_assets.features.windows import divide, lag, window_mean, window_sum, window_sum_and_ramp
+from quant_assets.features.windows import (
+    correlation,
+    divide,
+    lag,
+    window_mean,
+    window_sum,
+    window_sum_and_ramp,
+)
 
 
 def _highest(c: Candles, window: int) -> np.ndarray:
@@ -75,16 +82,4 @@ def return_volume_corr(c: Candles, *, window: int) -> np.ndarray:
     NaN when either series is constant over the window.
     """
     volume = log_volume(c)
-    x = c.ret_1
-    y = volume - lag(volume, 1)
-    mx, my = window_mean(x, window), window_mean(y, window)
-    square_x, square_y, mxy = (
-        window_mean(x * x, window),
-        window_mean(y * y, window),
-        window_mean(x * y, window),
-    )
-    var_x, var_y = square_x - mx * mx, square_y - my * my
-    # A variance within rounding noise of zero means a constant series: no correlation is defined.
-    valid = (var_x > 1e-10 * square_x) & (var_y > 1e-10 * square_y)
-    cov = mxy - mx * my
-    return np.where(valid, cov / np.sqrt(np.where(valid, var_x * var_y, 1.0)), np.nan)
+    return correlation(c.ret_1, volume - lag(volume, 1), window)

@@ -150,18 +150,7 @@ def kama_windowed(close: np.ndarray) -> np.ndarray:
     if n < KAMA_WINDOW:
         return out
     steps = KAMA_WINDOW - KAMA_PERIOD
-    change = np.full(n, np.nan)
-    change[KAMA_PERIOD:] = close[KAMA_PERIOD:] - close[:-KAMA_PERIOD]
-    moves = np.full(n, np.nan)
-    moves[1:] = np.abs(np.diff(close))
-    _, path = kernels.affine_window(np.ones(n), moves, KAMA_PERIOD)
-    # TA-Lib's rule: ER = 1 where the path is no longer than the (signed) change, or is ~0.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where((path <= change) | (np.abs(path) < 1e-14), 1.0, np.abs(change / path))
-    fastest, slowest = 2.0 / 3.0, 2.0 / (KAMA_PERIOD + 1.0)
-    sc = ratio * (fastest - slowest) + slowest
-    sc *= sc
-    a, b = kernels.affine_window(1.0 - sc, sc * close, steps)
+    a, b = kernels.affine_window(*kernels.kama_steps(close, KAMA_PERIOD), steps)
     out[head:] = a[head:] * close[head - steps : n - steps] + b[head:]
     return out
 

@@ -7,12 +7,10 @@ result is NaN, and a NaN inside a window makes that window's result NaN.
 Why not running sums (``cumsum`` differences, pandas ``rolling``, TA-Lib ``SUM``): their rounding
 error depends on everything added and removed before the window, so the same window computed from a
 short trailing slice and from a long batch differs (by up to 1e-8 relative on price-level sums).
-:func:`window_sum` adds only values of the window's own two blocks (:func:`kernels.window_sum`),
-so its rounding error is that of a sum of about ``w`` values whatever came before: a trailing slice
-and a long batch agree to ~1e-13 relative, far inside the 1e-9 parity tolerance.
-:func:`window_sum_and_ramp` goes further and is bit for bit independent of the history: a fixed
-tree of additions over the window's own bars, sums over 1, 2, 4, 8 ... bars built by doubling
-(``S_2m[t] = S_m[t] + S_m[t-m]``) and joined along ``w``'s binary digits.
+:func:`window_sum` and the functions built on it add only values of the window's own two blocks
+(compiled loops in ``kernels.py``), so their rounding error is that of a sum of about ``w`` values
+whatever came before: a trailing slice and a long batch agree to ~1e-13 relative, far inside the
+1e-9 parity tolerance.
 """
 
 from __future__ import annotations
@@ -32,26 +30,6 @@ def lag(x: np.ndarray, bars: int) -> np.ndarray:
     return out
 
 
-def _shifted_add(recent: np.ndarray, older: np.ndarray, shift: int) -> np.ndarray:
-    """``recent[..., t] + older[..., t - shift]``; NaN where ``t < shift``."""
-    n = recent.shape[-1]
-    out = np.empty(recent.shape)
-    out[..., :shift] = np.nan
-    if shift < n:
-        np.add(recent[..., shift:], older[..., : n - shift], out=out[..., shift:])
-    return out
-
-
-def _ladder(x: np.ndarray, top: int) -> list[np.ndarray]:
-    """Sums over the last 1, 2, 4 ... `top` bars (`top` a power of two), built by doubling."""
-    sums = [x]
-    span = 1
-    while span < top:
-        sums.append(_shifted_add(sums[-1], sums[-1], span))
-        span *= 2
-    return sums
-
-
 def window_sum(x: np.ndarray, window: int) -> np.ndarray:
     """Sum of the last `window` bars at each bar (:func:`kernels.window_sum`, compiled): NaN before
     `window` bars exist, and where a window holds a NaN."""
@@ -66,29 +44,11 @@ def window_mean(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def window_sum_and_ramp(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`window_sum` and ``sum(k * x[t-k] for k in 0 .. window-1)`` (the bars-ago-weighted sum).
-
-    Built like :func:`window_sum`, carrying (sum, ramp) pairs: a block of ``m`` bars that sits ``a``
-    bars back adds ``sum_m[t-a]`` to the sum and ``ramp_m[t-a] + a * sum_m[t-a]`` to the ramp, so
-    both come from the window's own bars only.
-    """
+    """:func:`window_sum` and ``sum(k * x[t-k] for k in 0 .. window-1)`` (the bars-ago-weighted sum),
+    from the window's own bars (:func:`kernels.window_sum_and_ramp`)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    x = np.asarray(x, dtype=np.float64)
-    top = 1 << (window.bit_length() - 1)
-    sums = _ladder(x, top)
-    ramps = [x * 0.0]  # weight 0 for the current bar (a NaN there still makes the window NaN)
-    span = 1
-    while span < top:
-        ramps.append(_shifted_add(ramps[-1], ramps[-1] + span * sums[len(ramps) - 1], span))
-        span *= 2
-    total_sum, total_ramp, covered = sums[-1], ramps[-1], top
-    for k in range(window.bit_length() - 2, -1, -1):
-        if window >> k & 1:
-            total_ramp = _shifted_add(total_ramp, ramps[k] + covered * sums[k], covered)
-            total_sum = _shifted_add(total_sum, sums[k], covered)
-            covered += 1 << k
-    return (total_sum if window > 1 else total_sum.copy()), total_ramp
+    return kernels.window_sum_and_ramp(np.ascontiguousarray(x, dtype=np.float64), window)
 
 
 def divide(numerator: np.ndarray, denominator: np.ndarray, *, where_zero: float = np.nan) -> np.ndarray:
@@ -107,15 +67,18 @@ def zscore(x: np.ndarray, window: int) -> np.ndarray:
     A window whose variance is rounding noise (at most 1e-10 of the mean square) has z = 0: its bars
     are equal, and any other value there would be the rounding of one particular history.
     """
-    mean = window_mean(x, window)
-    mean_square = window_mean(x * x, window)
-    variance = mean_square - mean * mean
-    flat = variance <= 1e-10 * mean_square
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (x - mean) / np.sqrt(variance)
-    if flat.any():
-        z[flat] = 0.0
-    return z
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return kernels.window_zscore(np.ascontiguousarray(x, dtype=np.float64), window)
+
+
+def correlation(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
+    """Correlation of `x` and `y` over the last `window` bars; NaN where either is constant over
+    the window (a variance within 1e-10 of its mean square: no correlation is defined)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    as_float = [np.ascontiguousarray(v, dtype=np.float64) for v in (x, y)]
+    return kernels.window_correlation(as_float[0], as_float[1], window)
 
 
 def settle_bars(alpha: float, *, order: int = 1, tolerance: float = 1e-12) -> int:
