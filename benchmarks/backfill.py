@@ -62,8 +62,8 @@ import pyarrow.parquet as pq
 
 from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.ohlcv import ohlcv
-from quant_assets.defs.automation import RANGE_END, RANGE_START
-from quant_assets.defs.partitions import last_complete_day, ohlcv_key, symbol_partitions
+from quant_assets.defs.partitions import last_complete_day, symbol_partitions
+from quant_assets.defs.ranges import ohlcv_range_tags
 from quant_assets.defs.resources import build_resources
 from quant_assets.simulator import Simulator
 from quant_assets.sources.http import shared_budget
@@ -373,7 +373,7 @@ class Benchmark:
         new = [s for s in symbols if not instance.has_dynamic_partition(symbol_partitions.name, s)]
         if new:
             instance.add_dynamic_partitions(symbol_partitions.name, new)
-        tags = {RANGE_START: str(ohlcv_key(symbols[0], first)), RANGE_END: str(ohlcv_key(symbols[-1], last))}
+        tags = ohlcv_range_tags(symbols, first, last)
         return dg.materialize(
             [ohlcv], instance=instance, resources=resources, tags=tags, raise_on_error=False
         )

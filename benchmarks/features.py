@@ -231,7 +231,7 @@ def dagster_range(root: Path, first: dt.date, last: dt.date) -> DagsterRange:
     import dagster as dg
 
     from quant_assets.definitions import defs
-    from quant_assets.defs.automation import RANGE_END, RANGE_START
+    from quant_assets.defs.ranges import day_range_tags
     from quant_assets.defs.resources import build_resources
 
     home = root / "dagster_home"
@@ -243,7 +243,7 @@ def dagster_range(root: Path, first: dt.date, last: dt.date) -> DagsterRange:
             [defs.get_assets_def("feature_table")],
             instance=instance,
             resources=build_resources({"QT_DATA_DIR": str(root)}),
-            tags={RANGE_START: str(first), RANGE_END: str(last)},
+            tags=day_range_tags(first, last),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )

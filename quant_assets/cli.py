@@ -106,8 +106,8 @@ def _features(*, rebuild_stale: bool) -> int:
     import dagster as dg
 
     from quant_assets.definitions import defs
-    from quant_assets.defs.automation import RANGE_END, RANGE_START
     from quant_assets.defs.orchestrate import TERMINAL_RUN_CONFIG, default_instance
+    from quant_assets.defs.ranges import day_range_tags
     from quant_assets.defs.resources import build_resources
     from quant_assets.ohlcv_collect import consecutive_runs
 
@@ -117,7 +117,7 @@ def _features(*, rebuild_stale: bool) -> int:
             [defs.get_assets_def("feature_table")],
             instance=instance,
             resources=build_resources(),
-            tags={RANGE_START: str(first), RANGE_END: str(last), "quant_assets/reason": "rebuild-stale"},
+            tags={**day_range_tags(first, last), "quant_assets/reason": "rebuild-stale"},
             run_config=TERMINAL_RUN_CONFIG,
             raise_on_error=False,
         )

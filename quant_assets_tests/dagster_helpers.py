@@ -9,8 +9,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from quant_assets.defs.automation import RANGE_END, RANGE_START
-from quant_assets.defs.partitions import ohlcv_key
+from quant_assets.defs.ranges import ohlcv_range_tags
 from quant_assets.defs.resources import build_resources
 from quant_assets.simulator import Simulator
 
@@ -38,7 +37,7 @@ def materialize_range(
     missing = [s for s in symbols if not instance.has_dynamic_partition("symbol", s)]
     if missing:
         instance.add_dynamic_partitions("symbol", missing)
-    tags = {RANGE_START: str(ohlcv_key(symbols[0], first)), RANGE_END: str(ohlcv_key(symbols[-1], last))}
+    tags = ohlcv_range_tags(symbols, first, last)
     return dg.materialize([asset], instance=instance, resources=resources, tags=tags, raise_on_error=False)
 
 

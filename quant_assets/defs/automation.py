@@ -19,20 +19,16 @@ from collections.abc import Iterable, Sequence
 import dagster as dg
 
 from quant_assets.defs.partitions import (
-    START_DATE,
     last_complete_day,
-    ohlcv_key,
     split_ohlcv_key,
     symbol_partitions,
 )
+from quant_assets.defs.ranges import RANGE_END, RANGE_START, day_range_tags, lookback_window, ohlcv_range_tags
 from quant_assets.defs.resources import CollectionConfig, LakeResource
 from quant_assets.errors import StoreError
 from quant_assets.feature_days import stale_feature_days, warmup_days
 from quant_assets.features import feature_schema
 from quant_assets.ohlcv_collect import consecutive_runs
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 coin_universe_job = dg.define_asset_job("coin_universe_job", selection="coin_universe")
 ohlcv_job = dg.define_asset_job("ohlcv_job", selection="ohlcv")
@@ -91,11 +87,11 @@ def range_run_request(
     `attempt` goes into the run key, so the same rectangle asked for again later (after a failed
     run, by a new snapshot) is launched again rather than deduplicated away.
     """
-    start, end = ohlcv_key(symbols[0], first), ohlcv_key(symbols[-1], last)
+    tags = ohlcv_range_tags(symbols, first, last)
     return dg.RunRequest(
-        run_key=f"ohlcv-{start}-{end}-{attempt}",
+        run_key=f"ohlcv-{tags[RANGE_START]}-{tags[RANGE_END]}-{attempt}",
         job_name=ohlcv_job.name,
-        tags={RANGE_START: str(start), RANGE_END: str(end), "quant_assets/reason": reason},
+        tags={**tags, "quant_assets/reason": reason},
     )
 
 
@@ -123,11 +119,8 @@ def ohlcv_sensor(
         universe = store.read("coin_universe", date=snapshot_day)["symbol"].tolist()
     except StoreError as error:  # e.g. the daemon and the run see different QT_DATA_DIRs
         return dg.SkipReason(f"coin_universe {snapshot_day} is recorded but not readable here: {error}")
-    last = min(snapshot_day, last_complete_day())
-    first = last - dt.timedelta(days=collection.lookback_days - 1)
-    first = max(first, dt.date.fromisoformat(START_DATE))
+    days = lookback_window(collection.lookback_days, end=min(snapshot_day, last_complete_day()))
     have = {split_ohlcv_key(k) for k in context.instance.get_materialized_partitions(dg.AssetKey("ohlcv"))}
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     missing = [(s, d) for s in universe for d in days if (s, d) not in have]
     order = context.instance.get_dynamic_partitions(symbol_partitions.name)
     requests = [
@@ -161,7 +154,7 @@ def day_range_requests(days: Iterable[dt.date], *, key: str, reason: str) -> lis
     return [
         dg.RunRequest(
             run_key=f"{key}-{first}-{last}",
-            tags={RANGE_START: str(first), RANGE_END: str(last), "quant_assets/reason": reason},
+            tags={**day_range_tags(first, last), "quant_assets/reason": reason},
         )
         for first, last in consecutive_runs(set(days))
     ]

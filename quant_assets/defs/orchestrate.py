@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from quant_assets.defs.automation import RANGE_END, RANGE_START, ohlcv_rectangles
+from quant_assets.defs.automation import ohlcv_rectangles
 from quant_assets.defs.partitions import (
     START_DATE,
     last_complete_day,
-    ohlcv_key,
     split_ohlcv_key,
     symbol_partitions,
 )
+from quant_assets.defs.ranges import day_range_tags, lookback_window, ohlcv_range_tags
 from quant_assets.defs.resources import build_resources
 from quant_assets.errors import QuantAssetsError
 from quant_assets.settings import Settings
@@ -96,8 +96,7 @@ def backfill_ohlcv(
         wanted = list(instance.get_dynamic_partitions(symbol_partitions.name))
     if not wanted:
         raise QuantAssetsError("no symbols to backfill: materialize coin_universe first, or pass --symbols")
-    first_day = dt.date.fromisoformat(START_DATE)
-    window = [day for i in range(days) if (day := end - dt.timedelta(days=i)) >= first_day]
+    window = lookback_window(days, end=end)
     if not window:
         raise QuantAssetsError(f"nothing to collect: {days} days up to {end} all fall before {START_DATE}")
     have = (
@@ -110,12 +109,11 @@ def backfill_ohlcv(
     result = BackfillResult(partitions=len(missing))
     asset = _asset("ohlcv")
     for first, last, block in ohlcv_rectangles(missing, order):
-        tags = {RANGE_START: str(ohlcv_key(block[0], first)), RANGE_END: str(ohlcv_key(block[-1], last))}
         outcome = dg.materialize(
             [asset],
             instance=instance,
             resources=build_resources(),
-            tags=tags,
+            tags=ohlcv_range_tags(block, first, last),
             run_config=TERMINAL_RUN_CONFIG,
             raise_on_error=False,
         )
@@ -154,12 +152,11 @@ def materialize_window(
     backfill = backfill_ohlcv(days=days, end=day, symbols=universe, instance=instance, only_missing=True)
     if not backfill.success:
         raise QuantAssetsError(f"ohlcv collection failed: {backfill}")
-    first = day - dt.timedelta(days=days - 1)
     dg.materialize(
         [_asset("feature_table")],
         instance=instance,
         resources=resources,
-        tags={RANGE_START: str(first), RANGE_END: str(day)},
+        tags=day_range_tags(lookback_window(days, end=day)[0], day),
         run_config=TERMINAL_RUN_CONFIG,
     )
     with Catalog(lake).connect() as con:
