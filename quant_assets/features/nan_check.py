@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from quant_assets.features.candles import REFERENCE_SYMBOL, Reference
+from quant_assets.features.candles import REFERENCE_SYMBOL, Candles, Reference
 from quant_assets.features.compute import _panel
 from quant_assets.features.registry import FEATURES, Feature
 
@@ -50,25 +50,37 @@ def unexplained_nans(
     judged = np.ones(len(candles), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     if judged.shape != (len(candles),):
         raise ValueError(f"rows must be one boolean per candle ({len(candles)}), got shape {judged.shape}")
-    counts = dict.fromkeys((f.name for f in declared), 0)
     if not judged.any():
         return {}
     panel = _panel(candles)
+    # Each row's position among its symbol's bars (0 for the first), in the input's row order.
+    position = np.empty(len(candles), dtype=np.int64)
+    for k in range(len(panel.symbols)):
+        position[panel.rows(k)] = np.arange(int(panel.starts[k + 1] - panel.starts[k]))
+    values = features[[f.name for f in declared]].to_numpy(dtype=np.float64, na_value=np.nan)
+    lookbacks = np.array([f.lookback for f in declared], dtype=np.int64)
+    suspect = np.isnan(values) & judged[:, None] & (position[:, None] >= lookbacks[None, :])
+    found: dict[str, int] = {}
+    with_nan = np.flatnonzero(suspect.any(axis=0))
+    if with_nan.size == 0:
+        return found
     reference = None
     if REFERENCE_SYMBOL in panel.symbols:
         ref = panel.candles(panel.symbols.index(REFERENCE_SYMBOL), None)
         reference = Reference(ref.open_time_ms, ref.close)
-    values = {f.name: features[f.name].to_numpy(dtype=np.float64, na_value=np.nan) for f in declared}
-    for k in range(len(panel.symbols)):
-        symbol_rows = panel.rows(k)
-        judged_here = judged[symbol_rows]
-        if not judged_here.any():
+    candles_of: dict[int, Candles] = {}
+    for j in with_nan:  # registry order
+        f = declared[j]
+        column = suspect[:, j]
+        if f.nan_when is None:
+            found[f.name] = int(column.sum())
             continue
-        c = panel.candles(k, reference)
-        position = np.arange(len(c))
-        for f in declared:
-            nan = np.isnan(values[f.name][symbol_rows]) & judged_here & (position >= f.lookback)
-            if nan.any() and f.nan_when is not None:
-                nan &= ~f.nan_when.holds(c)
-            counts[f.name] += int(nan.sum())
-    return {name: n for name, n in counts.items() if n}
+        unexplained = 0
+        for k in np.unique(panel.symbol_code[column]):
+            rows = panel.rows(int(k))
+            if int(k) not in candles_of:
+                candles_of[int(k)] = panel.candles(int(k), reference)
+            unexplained += int((column[rows] & ~f.nan_when.holds(candles_of[int(k)])).sum())
+        if unexplained:
+            found[f.name] = unexplained
+    return found
