@@ -1,20 +1,25 @@
 """The DuckDB catalog ``<data_dir>/quant.duckdb``: views over the lake, nothing else.
 
-The catalog holds no data, so it is opened read-write only for the moment it takes to create a
-missing view; runs never hold it, and any number of users can query it read-only while runs write.
-A view reads its files through a glob, so new partitions show up without touching the catalog.
-
-DuckDB lets one process at a time open a file read-write, and a reader holding it open read-only
-blocks that too. So :meth:`Catalog.ensure_views` first looks read-only and only asks for write
-access when a view is missing; if the file is busy it retries briefly, then gives up without
-failing the caller: the data is already safe in the lake and the next run creates the view.
+The catalog holds no data. A view reads its files through a glob, so new partitions show up without
+touching the catalog; it only changes when a view is missing or its statement changed (a placeholder
+whose table now has files, a new feature schema). Anyone can open it read-only at any time, also
+while runs write: DuckDB refuses a read-only open while another process holds the file read-write,
+so no process ever opens ``quant.duckdb`` for writing. :meth:`Catalog.ensure_views` builds a new
+catalog file beside it and renames it into place (``os.replace``): a reader that opened the old
+file keeps reading it, the next one opens the new one. Writers take turns through a lock file
+(``fcntl.flock``, dropped by the kernel if the process dies). Each view carries the fingerprint of
+its statement as its DuckDB comment, which is how a run tells, read-only, that nothing needs doing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -26,6 +31,7 @@ from quant_assets.store.lake import TABLES, Lake
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "quant.duckdb"
+WRITER_LOCK_FILE = ".quant.duckdb.lock"  # writers of the catalog take turns on it; readers never look
 
 
 @dataclass(frozen=True)
@@ -137,44 +143,104 @@ class Catalog:
         return f'CREATE OR REPLACE VIEW "{view.name}" AS {source}'
 
     def ensure_views(self, *, force: bool = False, timeout_s: float = 10.0) -> list[str]:
-        """Create every view that is missing or still empty; returns the views (re)created.
+        """Bring the catalog up to date with the lake; returns the views (re)created.
 
-        `force` recreates all of them (after the data directory moved). Never raises because the
-        file is busy: logs a warning and returns what it managed.
+        A view is (re)created when it is missing or its statement changed; `force` rebuilds every
+        view (after the data directory moved). The new catalog is built in a file of its own and
+        renamed over ``quant.duckdb``, so readers are never locked out. Never raises because
+        another writer is busy: after waiting `timeout_s` for it, logs a warning and returns ``[]``
+        (the data is safe in the lake; the next run refreshes the views).
         """
-        wanted = {view.name: view for view in VIEWS}
-        if not force and self.path.exists():
-            current = self._current_views()
-            if current is None:
+        if not force and not self._stale(self._statements()):
+            return []  # the common case: read-only, no lock
+        with self._writer_lock(timeout_s) as locked:
+            if not locked:
+                log.warning(
+                    "catalog %s: another writer held it for %.0f s; views not updated", self.path, timeout_s
+                )
                 return []
-            wanted = {
-                name: view
-                for name, view in wanted.items()
-                if current.get(name) is None
-                or (current[name].rstrip("; ").endswith("WHERE false") and self.lake.files(view.table))
-                or (view.pinned is not None and view.pinned() not in current[name])
-            }
-        statements = {name: sql for name, view in wanted.items() if (sql := self.view_sql(view)) is not None}
-        if not statements:
-            return []
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with duckdb.connect(str(self.path)) as con:
-                    for sql in statements.values():
-                        con.execute(sql)
-                return list(statements)
-            except duckdb.IOException as busy:
-                if time.monotonic() > deadline:
-                    log.warning("catalog %s is busy (%s); views not updated this time", self.path, busy)
-                    return []
-                time.sleep(0.2)
+            # Again under the lock: another writer may have just done it, and files may have appeared.
+            statements = self._statements()
+            stale = list(statements) if force else self._stale(statements)
+            if stale:
+                self._build(statements)
+            return stale
 
-    def _current_views(self) -> dict[str, str] | None:
-        """{view name: its SQL}, or None when the file is busy."""
+    def _statements(self) -> dict[str, str]:
+        """{view name: its CREATE VIEW statement} for every view the lake can give today."""
+        return {view.name: sql for view in VIEWS if (sql := self.view_sql(view)) is not None}
+
+    def _stale(self, statements: dict[str, str]) -> list[str]:
+        """Views of `statements` missing from the catalog or built from another statement.
+
+        A catalog holding a view no longer wanted counts as stale too (all of them, then).
+        """
+        current = self._current_fingerprints()
+        if current is None:
+            return list(statements)
+        stale = [name for name, sql in statements.items() if current.get(name) != _fingerprint(sql)]
+        if not stale and set(current) - set(statements):
+            return list(statements)
+        return stale
+
+    @contextlib.contextmanager
+    def _writer_lock(self, timeout_s: float) -> Iterator[bool]:
+        """Hold the writers' lock inside the block; yields False if it stayed taken for `timeout_s`."""
+        self.lake.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lake.data_dir / WRITER_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(0.01)  # a writer holds it for the few ms a build takes
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _build(self, statements: dict[str, str]) -> None:
+        """Write a catalog of `statements` beside ``quant.duckdb`` and rename it into place."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        leftovers = (tmp, tmp.with_name(tmp.name + ".wal"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                for name, sql in statements.items():
+                    con.execute(sql)
+                    # The name comes from VIEWS and the fingerprint is hex: nothing from outside.
+                    con.execute(f"COMMENT ON VIEW \"{name}\" IS '{_fingerprint(sql)}'")
+            # A write-ahead log left beside the old file by an older version would be replayed into
+            # the new one; the new file was checkpointed when its connection closed.
+            self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)
+            os.replace(tmp, self.path)
+        finally:
+            for path in leftovers:
+                path.unlink(missing_ok=True)
+
+    def _current_fingerprints(self) -> dict[str, str] | None:
+        """{view name: the fingerprint it was built from}; None when there is no readable catalog."""
+        if not self.path.exists():
+            return None
         try:
             with duckdb.connect(str(self.path), read_only=True) as con:
-                rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
-        except duckdb.IOException:
+                rows = con.execute(
+                    "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal"
+                ).fetchall()
+        except duckdb.Error as exc:  # held read-write by someone else, or not a catalog: rebuild it
+            log.warning("catalog %s cannot be read (%s); building it anew", self.path, exc)
             return None
-        return {name: str(sql) for name, sql in rows}
+        return {str(name): str(comment or "") for name, comment in rows}
+
+
+def _fingerprint(statement: str) -> str:
+    """What a view's DuckDB comment records: a hash of the statement it was created from."""
+    return "quant_assets:" + hashlib.sha256(statement.encode()).hexdigest()[:20]
