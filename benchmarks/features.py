@@ -35,6 +35,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,8 +148,14 @@ def write_lake(root: Path, candles: pd.DataFrame) -> tuple[Lake, list[dt.date]]:
     lake = Lake(root)
     day_of = candles["open_time"].dt.date
     days = sorted(day_of.unique())
-    for (symbol, day), frame in candles.groupby([candles["symbol"], day_of], sort=True):
+    groups = candles.groupby([candles["symbol"], day_of], sort=True)
+
+    def write(item: tuple[tuple[str, dt.date], pd.DataFrame]) -> None:
+        (symbol, day), frame = item
         lake.write("ohlcv", frame.reset_index(drop=True), exchange="binance", symbol=symbol, date=day)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # Parquet writes release the GIL
+        list(pool.map(write, groups))
     lake.compact_ohlcv(days)
     symbols = list(dict.fromkeys(candles["symbol"]))
     n = len(symbols)
