@@ -33,6 +33,7 @@ from quant_assets.features import (
     feature_schema,
 )
 from quant_assets.features import returns as returns_module
+from quant_assets.features import volume as volume_module
 from quant_assets.features.schema import definition_source, schema_hash
 from quant_assets.features.talib_features import KAMA_WINDOW
 
@@ -652,3 +653,11 @@ def test_labels_of_shuffled_input_follow_their_rows() -> None:
     shuffled = candles.sample(frac=1.0, random_state=1)
 
     pd.testing.assert_frame_equal(compute_labels(shuffled), compute_labels(candles).loc[shuffled.index])
+
+
+def test_definition_source_follows_module_helpers_into_compiled_kernels() -> None:
+    source = definition_source(partial(volume_module.volume_z, window=48))
+
+    assert "FunctionDef(name='zscore'" in source  # windows.zscore, called by name
+    assert "FunctionDef(name='window_zscore'" in source  # kernels.window_zscore, a numba kernel
+    assert "FunctionDef(name='window_sum_into'" in source  # the kernel it calls

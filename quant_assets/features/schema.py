@@ -146,14 +146,31 @@ def _source_closure(fn: types.FunctionType, seen: dict[str, str]) -> None:
             reached.append((f"<cell {i}>", cell.cell_contents))
         except ValueError:  # an empty cell
             continue
+    names = _referenced_names(fn.__code__)
     for name, value in reached:
+        if isinstance(value, types.ModuleType) and value.__name__.startswith(_PACKAGE):
+            # `module.helper(...)`: follow the package module's attributes this code names.
+            for attribute in sorted(names):
+                target = _python_function(getattr(value, attribute, None))
+                if target is not None and target.__module__.startswith(_PACKAGE):
+                    _source_closure(target, seen)
+            continue
         if isinstance(value, partial):
             seen[f"{key}.{name}"] = _partial_text(value)
             value = _unwrap(value)
-        if isinstance(value, types.FunctionType) and value.__module__.startswith(_PACKAGE):
-            _source_closure(value, seen)
+        target = _python_function(value)
+        if target is not None and target.__module__.startswith(_PACKAGE):
+            _source_closure(target, seen)
         elif _is_constant(value):
             seen[f"{key}.{name}"] = repr(value)
+
+
+def _python_function(value: object) -> types.FunctionType | None:
+    """The Python function behind `value`: itself, or the source of a compiled (numba) kernel."""
+    if isinstance(value, types.FunctionType):
+        return value
+    compiled = getattr(value, "py_func", None)
+    return compiled if isinstance(compiled, types.FunctionType) else None
 
 
 def _unwrap(compute: Callable[..., Any]) -> Callable[..., Any]:
