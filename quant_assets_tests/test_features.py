@@ -1,8 +1,8 @@
 """The feature library: registry, schema hash, strict schema check, compute_features' contract, labels.
 
 Parity and no-look-ahead properties live in ``test_features_parity.py``, TA-Lib equality on the
-simulator's candles in ``test_features_talib.py``, live inference in ``test_features_inference.py``.
-The candle generator below is shared by those files.
+simulator's candles in ``test_features_talib.py``, live inference in ``test_features_inference.py``,
+the NaN rule in ``test_features_nan.py``. The candle generator below is shared by those files.
 """
 
 from __future__ import annotations
@@ -501,20 +501,6 @@ def test_a_symbol_with_gaps_still_gets_every_feature_after_its_lookback() -> Non
     # ret_rel_btc_12 compares the last hour of both symbols: NaN while the candle an hour back is
     # missing, i.e. for 12 bars after each gap.
     assert defined.min() > 0.85, defined[defined <= 0.85].to_dict()
-
-
-@pytest.mark.parametrize("source", ["synthetic", "real"])
-def test_after_its_lookback_a_feature_is_nan_only_when_it_says_so(source: str) -> None:
-    # Synthetic: gaps, bars without volume and a 60-bar stretch where nothing trades or moves.
-    data = random_candles(["BTCUSDT", "ETHUSDT", "SOLUSDT"], 2000, seed=21) if source == "synthetic" else None
-    data = real_spot_candles() if data is None else data
-
-    result = compute_features(data)
-
-    position = result.groupby("symbol").cumcount().to_numpy()
-    for f in FEATURES:
-        nan_after_lookback = result[f.name].isna().to_numpy() & (position >= f.lookback)
-        assert f.nan_when or not nan_after_lookback.any(), (f.name, int(nan_after_lookback.sum()))
 
 
 def test_features_are_scale_free(candles: pd.DataFrame, features: pd.DataFrame) -> None:
