@@ -1,15 +1,35 @@
 """How per-partition check results reach Dagster from a run of many partitions.
 
 One run materializes many partitions (a single-run backfill), but ``AssetCheckResult`` has no
-partition. Measured here, the per-partition alternatives do not scale: check specs with a
-``partitions_def`` (a preview feature in Dagster 1.13) made a 9,000-partition run take 287 s and
-7.8 GB (the planned-check record of the whole subset is rewritten for every evaluation), and each
-event costs about 8 ms in the SQLite event log. So:
+partition (Dagster 1.13.27), so each partition's outcome is an ``AssetCheckEvaluation`` logged with
+its partition. The design, and what was measured on the 2-core machine (SQLite instance):
 
 * every partition is checked, and its outcome is recorded in its own materialization's metadata;
-* a partition whose check did not pass also gets an ``AssetCheckEvaluation`` naming it;
+* a partition whose check did not pass gets an evaluation naming it;
+* a partition that passes gets one only when its latest recorded evaluation failed (it was mended),
+  found with ONE query per check and run (:func:`latest_failing_partitions`: 0.4-0.6 s for the
+  9,000 keys of case (b), measured with load average 8 on 2 cores). So each partition's latest
+  evaluation is its true state, and a clean run writes no evaluation at all;
 * each check yields one result per run: passed when every partition passed, with the failing
   partitions listed. A gap is a fact of the market, so ``complete_day`` warns, never fails a run.
+
+What the 1.13.27 UI reads (dagster-graphql ``AssetCheck``): ``partitionStatuses`` (the per-partition
+grid) exists only for check specs with a ``partitions_def``; for these unpartitioned specs the badge
+is ``executionForLatestMaterialization``, the check's newest record of any partition, and the
+check's history (``assetCheckExecutions``, filterable by partition) lists each partition's
+evaluations. Mended partitions are logged before failing ones so the newest record is a failure
+whenever the run found one.
+
+Rejected, measured: evaluating every partition costs two events per partition (18,000 for case (b));
+an evaluation event took 69-76 ms here under load (8 ms idle per the earlier measurement), so 2.5
+to 20 more minutes on a run that must stay within 5. Check specs with a ``partitions_def`` (preview)
+cost the same events plus a planned row per partition, and a range run cannot satisfy them: the step
+still has to yield one ``AssetCheckResult`` per spec, which has no partition, or it fails with
+``DagsterStepOutputNotFoundError`` (earlier: 287 s and 7.8 GB for 9,000 partitions). With
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1`` the planned rows come in one insert, but the
+evaluations remain. ``DAGSTER_EVENT_BATCH_SIZE`` batches only the events of one output and gains
+nothing on SQLite (21.6 vs 21.8 ms per logged event, DAGSTER_NOTES); the few evaluations here are
+not worth it.
 """
 
 from __future__ import annotations
