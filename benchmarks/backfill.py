@@ -10,10 +10,23 @@ Cases (the issue's targets in brackets):
 * **c** - the daily refresh on that instance: yesterday's files deleted, then ``quant-assets backfill
   --days 1``, process start included [<= 20 s];
 * **d** - the simulator's weight limit on (240 per 60 s window), 10 symbols x 90 days through the asset
-  at a client budget of 240: wall / weight floor (weight sent / limit per minute) [<= 1.1, 0 bans],
-  then ccxt's ``fetch_ohlcv`` loop on a fresh simulator with the same limit, for comparison;
+  at a client budget of 240: wall / weight floor [<= 1.1, 0 bans], then ccxt's ``fetch_ohlcv`` loop
+  on a fresh simulator with the same limit, for comparison: first at ccxt's defaults (what its users
+  run: ``binanceusdm()``, no ``limit``), then tuned to the limit (``rateLimit`` = 60,000 / limit ms
+  per weight unit, ``limit=1000``);
 * **e** - reads from ``quant.duckdb`` over case a's 90 days: candles per symbol, and one day of every
-  symbol; cold (first query on a fresh connection) and best of 5 after it [<= 100 ms each].
+  symbol; cold (first query on a fresh connection) and best of 5 after it [<= 100 ms each];
+* **f** - two ``quant-assets backfill`` processes at once on one instance and data directory, for
+  disjoint symbols (3 + 3 x 20 days), at a low weight limit (60 per minute) with a few injected 429s
+  (``Retry-After`` 2 s; the simulator bans, 418, any request sent before it has passed): wall of
+  both together / the weight floor of both together [<= 1.1, 0 bans].
+
+The weight floor counts whole windows: a run that needs weight W at a limit L per window needs
+``ceil(W / L)`` windows, so its last request cannot leave before the last of them opens. From a start
+``s`` seconds into a window, the floor is ``(ceil(W / L) - 1) x window - s`` (W the weight the
+simulator counted); a run paced exactly to its budget has a ratio of 1.0 or a little more, never
+less. The budget used per window is the simulator's count of each wall-clock window (sampled every
+20 ms, so a request in a window's last 20 ms may be missed) over the limit.
 
 "Limits off" means the simulator has no weight limit and the client budget is 1,000,000 per minute
 (what the simulator's ``exchangeInfo`` reports when unlimited). Both case d parts start at the start
@@ -32,9 +45,9 @@ shown). Peak memory is the resident-set high-water mark (``VmHWM``) of this proc
 each case through ``/proc/self/clear_refs``; for b and c it is the CLI subprocess's own ``VmHWM``,
 sampled every 50 ms (this process, which serves the simulator meanwhile, is printed beside it).
 
-Run: ``.venv/bin/python benchmarks/backfill.py [--only a,b,c,d,e] [--symbols 100] [--days 90]
-[--quick]``; ``--quick`` shrinks d to 2 symbols x 10 days at 60 per minute and, unless given, a/b/c/e
-to 10 symbols x 5 days.
+Run: ``.venv/bin/python benchmarks/backfill.py [--only a,b,c,d,e,f] [--symbols 100] [--days 90]
+[--quick]``; ``--quick`` shrinks d to 2 symbols x 10 days at 60 per minute, f to 2 + 2 symbols x 10
+days at 30 per minute and, unless given, a/b/c/e to 10 symbols x 5 days.
 """
 
 from __future__ import annotations
@@ -49,6 +62,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -66,7 +80,8 @@ from quant_assets.defs.partitions import last_complete_day, symbol_partitions
 from quant_assets.defs.ranges import ohlcv_range_tags
 from quant_assets.defs.resources import build_resources
 from quant_assets.simulator import Simulator
-from quant_assets.sources.http import shared_budget
+from quant_assets.sources.binance import KLINES_PATH
+from quant_assets.sources.budget import budget_dir_of, shared_budget
 from quant_assets.store.lake import Lake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +89,8 @@ BIN = Path(sys.executable).parent
 UNLIMITED = 1_000_000  # client budget for "limits off": the simulator's own figure for no limit
 FIVE_MINUTES_MS = 300_000
 DAY_MS = 86_400_000
-CASES = ("a", "b", "c", "d", "e")
+CASES = ("a", "b", "c", "d", "e", "f")
+WINDOW_S = 60.0  # the simulator's and the client's weight window in cases d and f
 OHLCV = dg.AssetKey("ohlcv")
 
 
@@ -148,7 +164,55 @@ def run_child(argv: Sequence[str], *, env: dict[str, str], cwd: Path, output: Pa
     return Child(proc.returncode, epoch, wall, peak_kib / 1024, output)
 
 
-def wait_for_window_start(window_s: float = 60.0) -> float:
+def weight_floor_s(weight: int, limit: int, started_epoch: float, window_s: float = WINDOW_S) -> float:
+    """Shortest wall time for `weight` at `limit` per wall-clock window, from `started_epoch`.
+
+    The weight needs ``ceil(weight / limit)`` windows; the last request cannot leave before the last
+    of them opens. 0 when it fits the window the run started in.
+    """
+    windows = -(-weight // limit)
+    into_window = started_epoch - (started_epoch // window_s) * window_s
+    return max(0.0, (windows - 1) * window_s - into_window)
+
+
+class WindowMeter:
+    """The weight a simulator counted in each wall-clock window while the block ran (sampled).
+
+    A thread reads the simulator's count of the current window every `every_s` seconds and keeps
+    the highest per window (the count only grows inside a window).
+    """
+
+    def __init__(self, sim: Simulator, *, window_s: float = WINDOW_S, every_s: float = 0.02) -> None:
+        self.sim, self.window_s, self.every_s = sim, window_s, every_s
+        self.used: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            index = int(time.time() // self.window_s)
+            used = self.sim.rate_limiter.used()
+            if int(time.time() // self.window_s) == index:  # not across a boundary
+                self.used[index] = max(self.used.get(index, 0), used)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> WindowMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def percent(self, limit: int) -> str:
+        """'100% 100% 37%': each window's count over `limit`, first to last window with weight."""
+        spent = [i for i, used in sorted(self.used.items()) if used]
+        if not spent:
+            return "(no weight counted)"
+        return " ".join(f"{100 * self.used.get(i, 0) / limit:.0f}%" for i in range(spent[0], spent[-1] + 1))
+
+
+def wait_for_window_start(window_s: float = WINDOW_S) -> float:
     """Sleep until just after the next wall-clock window boundary; returns the seconds slept."""
     now = time.time()
     pause = (int(now // window_s) + 1) * window_s - now + 0.05
@@ -307,7 +371,7 @@ def print_table(rows: Sequence[Row], rss_note: str) -> None:
     print(f"\npeak RSS: {rss_note}")
     print(
         "others' CPU s: CPU-seconds used by other processes on this shared machine during the case "
-        "(for d: both parts together)"
+        "(for d: its three parts together)"
     )
 
 
@@ -490,7 +554,9 @@ class Benchmark:
         return rows
 
     # -- b -----------------------------------------------------------------------------------------
-    def register_universe_cli(self, home: Path, data: Path, sim: Simulator, tag: str) -> Child:
+    def register_universe_cli(
+        self, home: Path, data: Path, sim: Simulator, tag: str, *, env: dict[str, str] | None = None
+    ) -> Child:
         """``dagster asset materialize --select coin_universe --partition <yesterday>`` on `home`."""
         child = run_child(
             [
@@ -504,7 +570,7 @@ class Benchmark:
                 "--partition",
                 self.last.isoformat(),
             ],
-            env=self.cli_env(home, data, sim),
+            env=env or self.cli_env(home, data, sim),
             cwd=self.tmp,
             output=self.tmp / f"{tag}_universe.log",
         )
@@ -660,17 +726,18 @@ class Benchmark:
             f"\n[d] weight limit {limit} per 60 s: {len(symbols)} symbols x {days} days ({first} .. {self.last})"
         )
         ours = self._d_ours(symbols, first, limit)
-        theirs = self._d_ccxt(symbols, first, limit)
-        return [ours, theirs]
+        defaults = self._d_ccxt(symbols, first, limit, tuned=False)
+        tuned = self._d_ccxt(symbols, first, limit, tuned=True)
+        return [ours, defaults, tuned]
 
     def _d_ours(self, symbols: Sequence[str], first: dt.date, limit: int) -> Row:
         data, log = self.tmp / "d_data", self.tmp / "d.log"
-        with Simulator(weight_limit=limit, window_seconds=60.0) as sim:
+        with Simulator(weight_limit=limit, window_seconds=WINDOW_S) as sim:
             instance = dg.DagsterInstance.ephemeral()
             resources = self.resources(sim, data, QT_BINANCE_WEIGHT_PER_MINUTE=str(limit))
             paused = wait_for_window_start()
             reset_peak_rss()
-            with stderr_to(log):
+            with stderr_to(log), WindowMeter(sim) as meter:
                 epoch, started = time.time(), time.perf_counter()
                 result = self.materialize_ohlcv(instance, resources, symbols, first, self.last)
                 wall = time.perf_counter() - started
@@ -678,17 +745,18 @@ class Benchmark:
             stats = sim.stats
             requests, weight = sum(stats.requests.values()), stats.weight_used
             limited, banned = stats.rate_limited, stats.banned_requests
-            budget = shared_budget("binance", sim.url, limit=limit).stats
+            budget = shared_budget("binance", sim.url, limit=limit, state_dir=budget_dir_of(data)).stats
         candles = lake_candles(data)
-        floor_min = weight / limit
-        ratio = (wall / 60) / floor_min if floor_min else float("nan")
+        floor = weight_floor_s(weight, limit, epoch)
+        ratio = wall / floor if floor else float("nan")
         self.say(
             f"    ours (asset, client budget {limit}/min), started {paused:.1f} s later at a minute boundary:"
         )
         self.say(
             f"      wall {wall:.1f} s = {wall / 60:.2f} min; weight {weight:,} in {requests:,} requests -> "
-            f"floor {floor_min:.2f} min; ratio {ratio:.3f}"
+            f"{-(-weight // limit)} windows, floor {floor:.1f} s; ratio {ratio:.3f}"
         )
+        self.say(f"      budget used per window: {meter.percent(limit)}")
         self.say(
             f"      429s {limited}, 418s (bans) {banned}; client waited {budget.waited_seconds:.1f} s in its "
             f"budget; {candles:,} candles; run success {result.success}"
@@ -706,7 +774,7 @@ class Benchmark:
             ratio <= 1.1 and banned == 0,
         )
 
-    def _d_ccxt(self, symbols: Sequence[str], first: dt.date, limit: int) -> Row:
+    def _d_ccxt(self, symbols: Sequence[str], first: dt.date, limit: int, *, tuned: bool) -> Row:
         import ccxt  # a dev dependency, needed only here
 
         start_ms = (first - dt.date(1970, 1, 1)).days * DAY_MS
@@ -714,68 +782,173 @@ class Benchmark:
         errors: Counter[str] = Counter()
         slept = 0.0
         candles = 0
-        with Simulator(weight_limit=limit, window_seconds=60.0) as sim:
-            exchange = ccxt.binanceusdm({"enableRateLimit": True, "rateLimit": 60_000 / limit})
+        # Defaults: what a ccxt user writes. Tuned: its pacing set to this limit, 1000 candles a call.
+        config: dict[str, Any] = {"rateLimit": 60_000 / limit} if tuned else {}
+        page: dict[str, Any] = {"limit": 1000} if tuned else {}
+        with Simulator(weight_limit=limit, window_seconds=WINDOW_S) as sim:
+            exchange = ccxt.binanceusdm(config)
             for name, url in list(exchange.urls["api"].items()):
                 if name.startswith("fapi"):  # load_markets and fetch_ohlcv use fapiPublic only
                     exchange.urls["api"][name] = url.replace("https://fapi.binance.com", sim.url)
             paused = wait_for_window_start()
             reset_peak_rss()
-            started = time.perf_counter()
-            exchange.load_markets()
-            for symbol in symbols:
-                unified = exchange.markets_by_id[symbol][0]["symbol"]
-                since, seen = start_ms, set()
-                while since < end_ms:
-                    try:
-                        rows = exchange.fetch_ohlcv(unified, "5m", since=since, limit=1000)
-                    except ccxt.DDoSProtection as exc:  # 429 RateLimitExceeded is a subclass; 418 is this
-                        errors[type(exc).__name__] += 1
-                        headers = exchange.last_response_headers or {}
-                        pause = float(headers.get("Retry-After") or 60)
-                        slept += pause
-                        time.sleep(pause)  # as a user would: wait what the venue says, then retry
-                        continue
-                    except ccxt.NetworkError as exc:
-                        errors[type(exc).__name__] += 1
-                        slept += 1
-                        time.sleep(1)
-                        continue
-                    if not rows:
-                        break
-                    seen.update(r[0] for r in rows if start_ms <= r[0] < end_ms)
-                    since = rows[-1][0] + FIVE_MINUTES_MS
-                candles += len(seen)
-            wall = time.perf_counter() - started
+            with WindowMeter(sim) as meter:
+                epoch, started = time.time(), time.perf_counter()
+                exchange.load_markets()
+                for symbol in symbols:
+                    unified = exchange.markets_by_id[symbol][0]["symbol"]
+                    since, seen = start_ms, set()
+                    while since < end_ms:
+                        try:
+                            rows = exchange.fetch_ohlcv(unified, "5m", since=since, **page)
+                        except ccxt.DDoSProtection as exc:  # 429 RateLimitExceeded is a subclass; 418 is this
+                            errors[type(exc).__name__] += 1
+                            headers = exchange.last_response_headers or {}
+                            pause = float(headers.get("Retry-After") or 60)
+                            slept += pause
+                            time.sleep(pause)  # as a user would: wait what the venue says, then retry
+                            continue
+                        except ccxt.NetworkError as exc:
+                            errors[type(exc).__name__] += 1
+                            slept += 1
+                            time.sleep(1)
+                            continue
+                        if not rows:
+                            break
+                        seen.update(r[0] for r in rows if start_ms <= r[0] < end_ms)
+                        since = rows[-1][0] + FIVE_MINUTES_MS
+                    candles += len(seen)
+                wall = time.perf_counter() - started
             peak = peak_rss_mib()
             stats = sim.stats
             requests, weight = sum(stats.requests.values()), stats.weight_used
             limited, banned = stats.rate_limited, stats.banned_requests
-        floor_min = weight / limit
-        ratio = (wall / 60) / floor_min if floor_min else float("nan")
+            sizes = Counter(q.get("limit", "(none)") for q in stats.klines_queries())
+        floor = weight_floor_s(weight, limit, epoch)
+        ratio = wall / floor if floor else float("nan")
+        how = (
+            f"rateLimit {60_000 / limit:.0f} ms per weight unit, fetch_ohlcv limit=1000"
+            if tuned
+            else f"defaults (rateLimit {exchange.rateLimit:.0f} ms per weight unit, fetch_ohlcv without limit)"
+        )
         self.say(
-            f"    ccxt {ccxt.__version__} binanceusdm, rateLimit {60_000 / limit:.0f} ms per weight unit, "
-            f"fetch_ohlcv limit=1000, started {paused:.1f} s later at a minute boundary:"
+            f"    ccxt {ccxt.__version__} binanceusdm, {how}, started {paused:.1f} s later at a minute boundary:"
         )
         self.say(
             f"      wall {wall:.1f} s = {wall / 60:.2f} min; weight {weight:,} in {requests:,} requests -> "
-            f"floor {floor_min:.2f} min; ratio {ratio:.3f}"
+            f"{-(-weight // limit)} windows, floor {floor:.1f} s; ratio {ratio:.3f}"
+            + (f"; kline page sizes sent {dict(sizes)}" if sizes else "")
         )
+        self.say(f"      budget used per window: {meter.percent(limit)}")
         self.say(
             f"      429s {limited}, 418s (bans) {banned}; ccxt errors caught {dict(errors) or 0}, slept "
             f"{slept:.0f} s on them; {candles:,} candles"
         )
         return Row(
-            "d  ccxt fetch_ohlcv loop",
+            f"d  ccxt {'tuned to the limit' if tuned else 'at its defaults'}",
             wall,
             candles,
             None,
             requests,
             weight,
             peak,
-            f"ratio {ratio:.3f} (reference), bans {banned}",
+            f"ratio {ratio:.3f} (reference), 429s {limited}, bans {banned}",
             None,
         )
+
+    # -- f -----------------------------------------------------------------------------------------
+    def case_f(self) -> list[Row]:
+        per, days, limit, faults = (
+            self.args.f_symbols,
+            self.args.f_days,
+            self.args.f_limit,
+            self.args.f_faults,
+        )
+        first = self.last - dt.timedelta(days=days - 1)
+        home, data = self.new_home("f_home"), self.tmp / "f_data"
+        self.say(
+            f"\n[f] two `quant-assets backfill --days {days}` at once, {per} + {per} symbols, one instance "
+            f"and data directory, weight limit {limit} per 60 s, {faults} injected 429s (Retry-After 2 s)"
+        )
+        with Simulator(weight_limit=limit, window_seconds=WINDOW_S) as sim:
+            env = self.cli_env(
+                home, data, sim, QT_MAX_SYMBOLS=str(2 * per), QT_BINANCE_WEIGHT_PER_MINUTE=str(limit)
+            )
+            setup = self.register_universe_cli(home, data, sim, "f", env=env)
+            with self.instance_at(home) as instance:
+                universe = list(instance.get_dynamic_partitions(symbol_partitions.name))[: 2 * per]
+            groups = [universe[:per], universe[per:]]
+            self.say(f"    setup: coin_universe registered in {setup.wall_s:.1f} s; groups {groups}")
+            paused = wait_for_window_start()
+            sim.stats.reset()
+            stop = threading.Event()
+
+            def arm_429s() -> None:
+                # One injected 429 at a time, spread over the run, each after the last was served.
+                for n in range(faults):
+                    while sim.stats.requests[KLINES_PATH] < 4 + 8 * n or sim.stats.rate_limited < n:
+                        if stop.wait(0.005):
+                            return
+                    sim.faults.fail_next(KLINES_PATH, 429, retry_after=2)
+
+            armer = threading.Thread(target=arm_429s, daemon=True)
+            with WindowMeter(sim) as meter:
+                epoch, started = time.time(), time.perf_counter()
+                armer.start()
+                procs = []
+                for i, group in enumerate(groups):
+                    argv = [
+                        str(BIN / "quant-assets"),
+                        "backfill",
+                        "--days",
+                        str(days),
+                        "--symbols",
+                        ",".join(group),
+                    ]
+                    sink = open(self.tmp / f"f_backfill_{i}.log", "wb")  # noqa: SIM115 - closed below
+                    procs.append(
+                        (subprocess.Popen(argv, env=env, cwd=self.tmp, stdout=sink, stderr=sink), sink)
+                    )
+                walls = []
+                for proc, sink in procs:
+                    proc.wait()
+                    sink.close()
+                    walls.append(time.perf_counter() - started)
+                wall = time.perf_counter() - started
+                stop.set()
+                armer.join()
+            stats = sim.stats
+            requests, weight = sum(stats.requests.values()), stats.weight_used
+            limited, banned = stats.rate_limited, stats.banned_requests
+        injected = min(faults, limited)
+        candles = lake_candles(data)
+        floor = weight_floor_s(weight, limit, epoch)
+        ratio = wall / floor if floor else float("nan")
+        codes = [proc.returncode for proc, _ in procs]
+        self.say(f"    started {paused:.1f} s later at a minute boundary; exit codes {codes}")
+        self.say(
+            f"    wall {wall:.1f} s (each: {', '.join(f'{w:.1f} s' for w in walls)}, process starts included); "
+            f"weight {weight:,} in {requests:,} requests -> {-(-weight // limit)} windows, floor {floor:.1f} s; "
+            f"ratio {ratio:.3f}"
+        )
+        self.say(f"    budget used per window: {meter.percent(limit)}")
+        self.say(
+            f"    429s {limited} ({injected} injected, {limited - injected} from the limit), 418s (bans) {banned}; "
+            f"{candles:,} candles ({first} .. {self.last})"
+        )
+        return [
+            Row(
+                "f  two CLI backfills at once",
+                wall,
+                candles,
+                2,
+                requests,
+                weight,
+                None,
+                f"ratio {ratio:.3f} <= 1.1, 429s {limited} ({injected} injected), bans {banned}",
+                ratio <= 1.1 and banned == 0 and codes == [0, 0],
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -826,6 +999,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--d-symbols", type=int, default=None, help="symbols for d (default 10)")
     parser.add_argument("--d-days", type=int, default=None, help="days for d (default 90)")
     parser.add_argument("--d-limit", type=int, default=None, help="weight per minute for d (default 240)")
+    parser.add_argument("--f-symbols", type=int, default=None, help="symbols per process for f (default 3)")
+    parser.add_argument("--f-days", type=int, default=None, help="days for f (default 20)")
+    parser.add_argument("--f-limit", type=int, default=None, help="weight per minute for f (default 60)")
+    parser.add_argument("--f-faults", type=int, default=3, help="429s injected in f (default 3)")
     args = parser.parse_args(argv)
     small = args.quick
     args.symbols = args.symbols or (10 if small else 100)
@@ -833,6 +1010,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.d_symbols = args.d_symbols or (2 if small else 10)
     args.d_days = args.d_days or (10 if small else 90)
     args.d_limit = args.d_limit or (60 if small else 240)
+    args.f_symbols = args.f_symbols or (2 if small else 3)
+    args.f_days = args.f_days or (10 if small else 20)
+    args.f_limit = args.f_limit or (30 if small else 60)
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(args.only) - set(CASES)
     if unknown:
@@ -875,6 +1055,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows["c"] = with_load(lambda: bench.case_c(sim))
         if "d" in args.only:
             rows["d"] = with_load(bench.case_d)
+        if "f" in args.only:
+            rows["f"] = with_load(bench.case_f)
         ordered = [row for case in CASES for row in rows.get(case, [])]
         print_table(
             ordered,
