@@ -111,22 +111,51 @@ def day_universe(lake: Lake, day: dt.date) -> DayUniverse:
     return DayUniverse(symbols=symbols, snapshot_date=snapshot_date, point_in_time=bool(earlier))
 
 
-InvalidMemo = dict[dt.date, dict[str, str]]
+class DayReader:
+    """Each stored day of candles, and its invalid symbols, read once for the days of one run.
+
+    The days of a range share their warm-up (day d reads d - 3 .. d, day d + 1 reads d - 2 .. d + 1),
+    so a run reads every day file once instead of up to four times. Days are asked for in ascending
+    order; a day before the first one asked last is forgotten. The candles returned are exactly what
+    :meth:`Lake.read_ohlcv` returns for the same span and symbols (rows, order and types), so a day
+    built in a range is the same bytes as the day built alone.
+    """
+
+    def __init__(self, lake: Lake, *, exchange: str = "binance") -> None:
+        self.lake = lake
+        self.exchange = exchange
+        self._candles: dict[dt.date, pd.DataFrame] = {}
+        self._invalid: dict[dt.date, dict[str, str]] = {}
+
+    def invalid(self, day: dt.date) -> dict[str, str]:
+        """Symbol -> why its candles of `day` failed ``candles_valid`` (:meth:`Lake.invalid_ohlcv`)."""
+        if day not in self._invalid:
+            self._invalid[day] = self.lake.invalid_ohlcv(day, exchange=self.exchange)
+        return self._invalid[day]
+
+    def candles(self, first: dt.date, last: dt.date, symbols: list[str] | None) -> pd.DataFrame:
+        """Candles of days [first, last] (UTC) of `symbols` (None: all), sorted by symbol, open_time."""
+        for day in [d for d in self._candles if d < first]:
+            del self._candles[day]
+        frames = []
+        for day in _days(first, last):
+            if day not in self._candles:
+                start = dt.datetime.combine(day, dt.time())
+                self._candles[day] = self.lake.read_ohlcv(
+                    symbols=None, start=start, end=start + dt.timedelta(days=1), exchange=self.exchange
+                )
+            frames.append(self._candles[day])
+        candles = pd.concat(frames, ignore_index=True)
+        if symbols is not None:
+            candles = candles[candles["symbol"].isin(symbols)]
+        return candles.sort_values(["symbol", "open_time"], kind="stable").reset_index(drop=True)
 
 
 def _drop_invalid(
-    lake: Lake, candles: pd.DataFrame, days: list[dt.date], memo: InvalidMemo | None = None
+    reader: DayReader, candles: pd.DataFrame, days: list[dt.date]
 ) -> tuple[pd.DataFrame, dict[tuple[str, dt.date], str]]:
-    """`candles` without the symbol-days that failed ``candles_valid``, and those symbol-days with why.
-
-    `memo` keeps each day's answer for the next call: the days of a range share most of their
-    warm-up, and each answer costs a file footer per symbol.
-    """
-    memo = {} if memo is None else memo
-    for day in days:
-        if day not in memo:
-            memo[day] = lake.invalid_ohlcv(day)
-    invalid = {(symbol, day): why for day in days for symbol, why in memo[day].items()}
+    """`candles` without the symbol-days that failed ``candles_valid``, and those symbol-days with why."""
+    invalid = {(symbol, day): why for day in days for symbol, why in reader.invalid(day).items()}
     if not invalid or candles.empty:
         return candles, invalid
     keys = pd.MultiIndex.from_arrays([candles["symbol"], candles["open_time"].dt.normalize()])
@@ -138,21 +167,19 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def build_feature_day(lake: Lake, day: dt.date, *, memo: InvalidMemo | None = None) -> FeatureDay:
+def build_feature_day(lake: Lake, day: dt.date, *, reader: DayReader | None = None) -> FeatureDay:
     """Features of the day's universe on `day` (UTC); see the module docstring.
 
-    Pass the same `memo` ({}) to the calls of one run. Raises :class:`StoreError` when no universe
-    snapshot is stored.
+    Pass one `reader` to the calls of one run (days ascending). Raises :class:`StoreError` when no
+    universe snapshot is stored, ``ValueError`` when :func:`compute_features` refuses the candles.
     """
+    reader = reader or DayReader(lake)
     schema = feature_schema()
     universe = day_universe(lake, day)
     start_of_day = dt.datetime.combine(day, dt.time())
-    end_of_day = start_of_day + dt.timedelta(days=1)
     warm = warmup_days()
-    candles = lake.read_ohlcv(
-        symbols=universe.symbols, start=start_of_day - dt.timedelta(days=warm), end=end_of_day
-    )
-    candles, invalid = _drop_invalid(lake, candles, _days(day - dt.timedelta(days=warm), day), memo)
+    window = _days(day - dt.timedelta(days=warm), day)
+    candles, invalid = _drop_invalid(reader, reader.candles(window[0], day, universe.symbols), window)
     left_out = {s: why for (s, d), why in invalid.items() if d == day and s in universe.symbols}
     warmup_dropped: dict[str, list[str]] = {}
     for s, d in sorted(invalid):
@@ -179,15 +206,16 @@ def build_feature_day(lake: Lake, day: dt.date, *, memo: InvalidMemo | None = No
     )
 
 
-def build_label_day(lake: Lake, day: dt.date, *, memo: InvalidMemo | None = None) -> LabelDay:
-    """Labels of every symbol with valid candles on `day`, from that day and the next (when stored)."""
+def build_label_day(lake: Lake, day: dt.date, *, reader: DayReader | None = None) -> LabelDay:
+    """Labels of every symbol with valid candles on `day`, from that day and the next (when stored).
+
+    Pass one `reader` to the calls of one run (days ascending).
+    """
+    reader = reader or DayReader(lake)
     start_of_day = dt.datetime.combine(day, dt.time())
     end_of_day = start_of_day + dt.timedelta(days=1)
-    candles = lake.read_ohlcv(
-        symbols=None, start=start_of_day, end=end_of_day + dt.timedelta(days=LABEL_HORIZON_DAYS)
-    )
-    next_day = day + dt.timedelta(days=1)
-    candles, invalid = _drop_invalid(lake, candles, [day, next_day], memo)
+    next_day = day + dt.timedelta(days=LABEL_HORIZON_DAYS)
+    candles, invalid = _drop_invalid(reader, reader.candles(day, next_day, None), [day, next_day])
     day_symbols = candles.loc[candles["open_time"] < end_of_day, "symbol"].unique()
     candles = candles[candles["symbol"].isin(day_symbols)].reset_index(drop=True)
     labels = compute_labels(candles)

@@ -15,7 +15,7 @@ from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.feature_table import feature_table
 from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.defs.automation import RANGE_END, RANGE_START, feature_table_sensor
-from quant_assets.feature_days import SCHEMA_HASH_KEY
+from quant_assets.feature_days import SCHEMA_HASH_KEY, DayReader
 from quant_assets.features import feature_schema, latest_features
 from quant_assets.simulator import Simulator
 from quant_assets.store.lake import Lake
@@ -247,3 +247,17 @@ def test_a_new_universe_snapshot_rebuilds_its_day_only_when_it_has_features(
     ]
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor) as context:
         assert isinstance(feature_table_sensor(context), dg.SkipReason)
+
+
+def test_a_runs_day_reader_returns_what_the_lake_returns(
+    built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
+) -> None:
+    lake, first = Lake(tmp_path), yesterday - dt.timedelta(days=2)
+    reader = DayReader(lake)
+    for start, symbols in [(first, ["SOLUSDT", "BTCUSDT"]), (first + dt.timedelta(days=1), None)]:
+        expected = lake.read_ohlcv(
+            symbols=symbols,
+            start=dt.datetime.combine(start, dt.time()),
+            end=dt.datetime.combine(yesterday + dt.timedelta(days=1), dt.time()),
+        )
+        pd.testing.assert_frame_equal(reader.candles(start, yesterday, symbols), expected)

@@ -8,7 +8,7 @@ from quant_assets.defs.checks import emit_partition_checks
 from quant_assets.defs.partitions import daily_partitions
 from quant_assets.defs.resources import LakeResource
 from quant_assets.errors import StoreError
-from quant_assets.feature_days import build_feature_day, stale_feature_days, write_feature_day
+from quant_assets.feature_days import DayReader, build_feature_day, stale_feature_days, write_feature_day
 from quant_assets.features import feature_schema
 from quant_assets.quality import CheckOutcome
 
@@ -63,10 +63,10 @@ def feature_table(context: dg.AssetExecutionContext, lake: LakeResource):  # noq
     days = sorted(dt.date.fromisoformat(key) for key in context.partition_keys)
     outcomes: dict[str, list[CheckOutcome]] = {}
     failed: dict[str, str] = {}
-    invalid_memo: dict[dt.date, dict[str, str]] = {}
+    reader = DayReader(store)  # each day file read once for the whole range
     for day in days:
         try:
-            built = build_feature_day(store, day, memo=invalid_memo)
+            built = build_feature_day(store, day, reader=reader)
         except (StoreError, ValueError) as error:  # no universe snapshot; candles compute_features refuses
             failed[str(day)] = str(error)
             continue

@@ -15,7 +15,7 @@ import dagster as dg
 
 from quant_assets.defs.partitions import daily_partitions
 from quant_assets.defs.resources import LakeResource
-from quant_assets.feature_days import build_label_day, write_label_day
+from quant_assets.feature_days import DayReader, build_label_day, write_label_day
 
 
 @dg.asset(
@@ -41,9 +41,9 @@ def labels(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg
     store = lake.lake()
     days = sorted(dt.date.fromisoformat(key) for key in context.partition_keys)
     empty: list[str] = []
-    invalid_memo: dict[dt.date, dict[str, str]] = {}
+    reader = DayReader(store)  # each day file read once for the whole range
     for day in days:
-        built = build_label_day(store, day, memo=invalid_memo)
+        built = build_label_day(store, day, reader=reader)
         if built.labels.empty:
             empty.append(str(day))
             continue
