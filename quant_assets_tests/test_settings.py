@@ -21,6 +21,7 @@ import pytest
 from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.defs.automation import ohlcv_sensor
+from quant_assets.defs.ranges import lookback_window
 from quant_assets.defs.resources import build_resources
 from quant_assets.errors import ConfigError
 from quant_assets.log_forwarding import RunLogForwarder
@@ -122,9 +123,13 @@ def test_the_refresh_hours_setting_is_gone() -> None:
     assert "universe_refresh_hours" not in type(build_resources({})["collection"]).model_fields
 
 
-def test_lookback_start_is_the_first_day_the_sensors_request() -> None:
-    # the sensors' window: yesterday and the lookback_days - 1 days before it
-    assert lookback_start(7, today=dt.date(2026, 11, 29)) == dt.date(2026, 11, 22)
+@pytest.mark.parametrize("days", [1, 7, 90])
+def test_lookback_start_is_the_first_day_of_the_sensors_window(days: int) -> None:
+    # settings.lookback_start sets QT_HISTORY_START, so it cannot use the partitions; it must agree
+    # with the window the sensors and the CLI request (yesterday and the days - 1 before it)
+    today = dt.date(2026, 11, 29)
+    assert lookback_start(days, today=today) == lookback_window(days, end=today - dt.timedelta(days=1))[0]
+    assert lookback_start(7, today=today) == dt.date(2026, 11, 22)
     with pytest.raises(ConfigError, match=r"^QT_DATA_LOOKBACK_DAYS="):
         lookback_start("seven")
 
