@@ -1,7 +1,8 @@
 """A separate process that spends a shared weight budget, started by ``test_budget_shared.py``.
 
-``python -m quant_assets_tests.budget_child fetch ...`` fetches candles from a simulator through
-:class:`BinanceFuturesClient` and writes them (and when it fetched) to a Parquet file;
+``python -m quant_assets_tests.budget_child fetch ...`` prints ``ready``, waits for the go file, fetches
+candles from a simulator through :class:`BinanceFuturesClient` and writes them (and when it fetched)
+to a Parquet file;
 ``python -m quant_assets_tests.budget_child hold ...`` takes the budget's only request slot, or its
 file lock, prints ``held`` and waits to be killed.
 """
@@ -32,6 +33,12 @@ def _fetch(args: argparse.Namespace) -> None:
         backoff_max=0.05,
         budget_dir=Path(args.budget_dir),
     )
+    print("ready", flush=True)
+    go, deadline = Path(args.go), time.monotonic() + 300
+    while not go.exists():  # the test starts every process at once
+        if time.monotonic() > deadline:
+            raise SystemExit("no go signal within 300 s")
+        time.sleep(0.005)
     started = time.time()
     frames = [
         client.fetch_candles(symbol, args.start_ms, args.end_ms, limit=args.page).assign(symbol=symbol)
@@ -70,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fetch.add_argument("--now-ms", type=int, required=True)
     fetch.add_argument("--page", type=int, required=True)
     fetch.add_argument("--out", required=True)
+    fetch.add_argument("--go", required=True, help="start fetching once this file exists")
     hold = commands.add_parser("hold")
     hold.add_argument("--url", required=True)
     hold.add_argument("--budget-dir", required=True)
