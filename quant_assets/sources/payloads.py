@@ -235,6 +235,8 @@ def drop_exact_repeats(candles: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, 
 
     Rows of one open time whose values differ are all kept: which one is right is not ours to say.
     """
+    if not pd.Index(candles["open_time"]).has_duplicates:  # the common case, cheap to rule out
+        return candles, ()
     repeated = candles.duplicated(keep="first").to_numpy()
     if not repeated.any():
         return candles, ()
