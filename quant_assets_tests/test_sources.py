@@ -151,16 +151,20 @@ def test_a_429_holds_every_other_client_of_the_process(sim: Simulator) -> None:
     sim.faults.fail_next(PING, 429, retry_after=0.8)
     worker = threading.Thread(target=first.ping)
     worker.start()
-    deadline = time.monotonic() + 5
-    while first.budget.stats.rate_limited == 0 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # bounds a failure only
+    while first.budget.stats.rate_limited == 0:
+        assert time.monotonic() < deadline, "the first client never got its 429"
         time.sleep(0.001)
-    seen_429 = time.monotonic()
+    asked_at = time.monotonic()
+    hold_left = first.budget.hold_remaining()  # read after `asked_at`: asked_at + hold_left <= its end
 
     second.server_time_ms()  # another path, another client: it must still wait
-    waited = time.monotonic() - seen_429
+    returned = time.monotonic()
     worker.join()
 
-    assert waited >= 0.8 - 0.01  # at most one poll interval passed between the 429 and `seen_429`
+    # Judged by the hold's end, not by a measured wait: on a busy machine the poll may see the 429 late.
+    assert hold_left > 0
+    assert returned >= asked_at + hold_left - 0.01
     assert sim.stats.banned_requests == 0
     assert sim.stats.requests[PING] == 2
 
