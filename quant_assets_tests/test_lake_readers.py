@@ -39,7 +39,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_demo_writes_the_tables_users_read(demo_data: Path) -> None:
     written = {p.name for p in (demo_data / "lake").iterdir() if not p.name.startswith(".")}
-    assert written >= {"coin_universe", "ohlcv", "ohlcv_daily", "features", "feature_catalog"}
+    assert written >= {"coin_universe", "ohlcv", "ohlcv_daily", "features", "feature_catalog", "labels"}
     assert written <= set(TABLES)  # every directory is a table the store knows (and this file tests)
 
 

@@ -133,7 +133,7 @@ def backfill_ohlcv(
 def materialize_window(
     *, days: int, instance: dg.DagsterInstance | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Universe of yesterday, its candles for `days` days, their features.
+    """Universe of yesterday, its candles for `days` days, their features and labels.
 
     Returns (rows per symbol, rows per catalog view).
     """
@@ -153,7 +153,7 @@ def materialize_window(
     if not backfill.success:
         raise QuantAssetsError(f"ohlcv collection failed: {backfill}")
     dg.materialize(
-        [_asset("feature_table")],
+        [_asset("feature_table"), _asset("labels")],
         instance=instance,
         resources=resources,
         tags=day_range_tags(lookback_window(days, end=day)[0], day),
