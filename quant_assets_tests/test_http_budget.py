@@ -146,7 +146,7 @@ def test_unlimited_budget_still_counts() -> None:
         budget.acquire(40)
 
     assert (budget.stats.requests, budget.stats.weight) == (50, 2000)
-    assert budget.stats.waited_seconds < 0.05
+    assert budget.stats.waited_seconds < 1.0  # never a window (60 s); room for a busy machine's locks
 
 
 @pytest.mark.parametrize("weight", [-1, 11])
