@@ -7,9 +7,14 @@ its partition. The design, and what was measured on the 2-core machine (SQLite i
 * every partition is checked, and its outcome is recorded in its own materialization's metadata;
 * a partition whose check did not pass gets an evaluation naming it;
 * a partition that passes gets one only when its latest recorded evaluation failed (it was mended),
-  found with ONE query per check and run (:func:`latest_failing_partitions`: 0.4-0.6 s for the
-  9,000 keys of case (b), measured with load average 8 on 2 cores). So each partition's latest
-  evaluation is its true state, and a clean run writes no evaluation at all;
+  found with ONE query per check and run (:func:`latest_failing_partitions`: 0.38-0.6 s for the
+  9,000 keys of case (b), measured with load average 8-10 on 2 cores). So each partition's latest
+  evaluation is its true state, and a clean run writes no evaluation at all. Case (b) on
+  2026-11-29, machine shared: 791.7 s with other processes taking 1,382 of its 1,622 CPU-seconds
+  (load average 9-11; own CPU 240 s); the same case before this change, 297.9 s with others taking
+  307 of 628 (load 0.3-5; own CPU 194 s). Neither says anything about the 5-minute target: re-run
+  case (b) on an idle machine (idle 2026-11-27: 121.2 s, of which about 69 s writing 9,000
+  materialization events, which this design leaves as they were);
 * each check yields one result per run: passed when every partition passed, with the failing
   partitions listed. A gap is a fact of the market, so ``complete_day`` warns, never fails a run.
 
