@@ -353,6 +353,28 @@ def test_fetch_candles_pages_through_many_pages_of_499(sim: Simulator, client: B
     assert {int(q["endTime"]) for q in queries} == {end_ms - 1}
 
 
+def test_fetch_candles_served_keeps_differing_rows_and_counts_exact_repeats_at_a_page_end(
+    sim: Simulator, client: BinanceFuturesClient
+) -> None:
+    start_ms = TODAY_MS - DAY_MS
+    page_end = datetime.fromtimestamp((start_ms + 9 * FIVE_MINUTES_MS) / 1000, UTC)  # 10th candle
+    sim.faults.bad_candle("BTCUSDT", page_end, "repeat")
+    sim.faults.bad_candle("BTCUSDT", page_end + timedelta(minutes=5), "duplicate")  # next page's 1st
+
+    served = client.fetch_candles_served("BTCUSDT", start_ms, start_ms + 20 * FIVE_MINUTES_MS, limit=10)
+
+    opens = _open_times_ms(served.candles)
+    second = start_ms + 10 * FIVE_MINUTES_MS
+    assert opens == sorted([*range(start_ms, start_ms + 20 * FIVE_MINUTES_MS, FIVE_MINUTES_MS), second])
+    assert (
+        served.candles.loc[served.candles["open_time"] == pd.Timestamp(second, unit="ms"), "close"].nunique()
+        == 2
+    )
+    assert served.repeated_ms == (start_ms + 9 * FIVE_MINUTES_MS,)
+    assert served.still_open_ms == ()
+    assert served.outside_ms == ()
+
+
 def test_fetch_candles_keeps_a_gap_as_a_gap(sim: Simulator, client: BinanceFuturesClient) -> None:
     gap_start = datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
     sim.faults.gap("SOLUSDT", gap_start, gap_start + timedelta(hours=1))
