@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from quant_assets.errors import StoreError
 from quant_assets.features import (
     FEATURES,
     compute_features,
@@ -40,7 +39,7 @@ from quant_assets.features import (
     feature_schema,
     unexplained_nans,
 )
-from quant_assets.features.candles import REFERENCE_SYMBOL
+from quant_assets.features.point_in_time import DayUniverse, day_universe, drop_invalid
 from quant_assets.quality import CheckOutcome
 from quant_assets.store import schemas
 from quant_assets.store.lake import Lake, WriteResult
@@ -48,15 +47,6 @@ from quant_assets.store.lake import Lake, WriteResult
 BARS_PER_DAY = 288
 LABEL_HORIZON_DAYS = 1  # the longest label (48 bars) needs at most the next day
 SCHEMA_HASH_KEY = schemas.FEATURE_SCHEMA_HASH  # file metadata key and column name
-
-
-@dataclass(frozen=True)
-class DayUniverse:
-    """The symbols a feature day covers and the snapshot they come from."""
-
-    symbols: list[str]  # the snapshot's symbols in rank order, then the reference if it was absent
-    snapshot_date: dt.date
-    point_in_time: bool  # False: no snapshot on or before the day; a later one was used
 
 
 @dataclass(frozen=True)
@@ -92,23 +82,6 @@ class LabelDay:
 def warmup_days() -> int:
     """Whole days of candles to read before a day so every symbol has its warm-up bars."""
     return math.ceil(feature_schema().warmup_bars / BARS_PER_DAY)
-
-
-def day_universe(lake: Lake, day: dt.date) -> DayUniverse:
-    """The ``coin_universe`` snapshot of `day` (or, before the first one, the earliest snapshot).
-
-    A day without its own snapshot uses the latest earlier one: that universe was in force that day.
-    Raises :class:`StoreError` when no snapshot has been stored at all.
-    """
-    dates = sorted(dt.date.fromisoformat(p.stem.removeprefix("date=")) for p in lake.files("coin_universe"))
-    if not dates:
-        raise StoreError(f"no coin_universe snapshot is stored: materialize coin_universe for {day} first")
-    earlier = [d for d in dates if d <= day]
-    snapshot_date = earlier[-1] if earlier else dates[0]
-    symbols = lake.read("coin_universe", date=snapshot_date)["symbol"].tolist()
-    if REFERENCE_SYMBOL not in symbols:
-        symbols.append(REFERENCE_SYMBOL)
-    return DayUniverse(symbols=symbols, snapshot_date=snapshot_date, point_in_time=bool(earlier))
 
 
 class DayReader:
@@ -156,11 +129,7 @@ def _drop_invalid(
 ) -> tuple[pd.DataFrame, dict[tuple[str, dt.date], str]]:
     """`candles` without the symbol-days that failed ``candles_valid``, and those symbol-days with why."""
     invalid = {(symbol, day): why for day in days for symbol, why in reader.invalid(day).items()}
-    if not invalid or candles.empty:
-        return candles, invalid
-    keys = pd.MultiIndex.from_arrays([candles["symbol"], candles["open_time"].dt.normalize()])
-    bad = pd.MultiIndex.from_tuples([(s, pd.Timestamp(d)) for s, d in invalid])
-    return candles[~keys.isin(bad)].reset_index(drop=True), invalid
+    return drop_invalid(candles, invalid), invalid
 
 
 def _days(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -106,6 +106,38 @@ def test_live_inference_equals_the_stored_training_row(
         )
 
 
+def test_live_inference_ranks_among_the_days_universe_as_training_did(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    # XRPUSDT left the universe but its candles are still collected (history is kept): training
+    # ranked ETHUSDT among the universe alone, so serving must too, not among all stored symbols.
+    instance, resources = dg.DagsterInstance.ephemeral(), resources_for(sim, tmp_path)
+    universe = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    write_universe(tmp_path, yesterday - dt.timedelta(days=1), universe)
+    assert materialize_range(
+        ohlcv, instance, resources, SYMBOLS, yesterday - dt.timedelta(days=1), yesterday
+    ).success
+    assert dg.materialize(
+        [feature_table], instance=instance, resources=resources, partition_key=str(yesterday)
+    ).success
+    as_of = dt.datetime.combine(yesterday + dt.timedelta(days=1), dt.time(), dt.UTC)
+
+    live = latest_features(["ETHUSDT", "XRPUSDT"], as_of, lake=Lake(tmp_path)).set_index("symbol")
+
+    stored = pd.read_parquet(Lake(tmp_path).path("features", date=yesterday))
+    assert sorted(stored["symbol"].unique()) == sorted(universe)
+    last = stored.sort_values("open_time").groupby("symbol").tail(1).set_index("symbol")
+    names = feature_schema().names
+    np.testing.assert_allclose(
+        live.loc["ETHUSDT", names].to_numpy(dtype=float),
+        last.loc["ETHUSDT", names].to_numpy(dtype=float),
+        rtol=1e-9,
+        equal_nan=True,
+    )
+    assert live.attrs["universe_snapshot"] == yesterday - dt.timedelta(days=1)
+    assert "XRPUSDT" in live.index  # asked for outside the universe: ranked among it and itself
+
+
 def test_a_range_of_days_is_one_run_with_the_same_bytes_as_day_by_day(
     built: tuple[dg.DagsterInstance, dict], tmp_path: Path, yesterday: dt.date
 ) -> None:

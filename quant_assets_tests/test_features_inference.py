@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.errors import InvalidSymbolError
+from quant_assets.errors import InvalidSymbolError, StoreError
 from quant_assets.features import compute_features, feature_schema, latest_features
 from quant_assets.store.lake import Lake
+from quant_assets_tests.feature_helpers import write_universe
 from quant_assets_tests.test_features import close_enough, random_candles
 
-DAYS = 26  # more than the 23.1 days of warm-up (6,656 bars)
+DAYS = 26  # history to 2026-05-27: the as_of moments below lie well past the 3-day warm-up
 START = "2026-05-01T00:00"
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 
@@ -53,6 +54,7 @@ def lake_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) ->
     for (symbol, day), frame in history.groupby(["symbol", days]):
         lake.write("ohlcv", frame, exchange="binance", symbol=symbol, date=day)
     lake.compact_ohlcv(sorted(set(days)))
+    write_universe(root, dt.date.fromisoformat(START[:10]), SYMBOLS)
     return root
 
 
@@ -142,9 +144,18 @@ def test_invalid_symbols_are_refused_before_any_read(lake_dir: Path) -> None:
     assert lake.reads == []
 
 
-def test_an_empty_lake_gives_no_rows_and_lists_every_symbol_missing(tmp_path: Path) -> None:
+def test_a_lake_without_candles_gives_no_rows_and_lists_every_symbol_missing(tmp_path: Path) -> None:
+    write_universe(tmp_path, dt.date(2026, 5, 1), SYMBOLS)
+
     latest = latest_features(["ETHUSDT"], dt.datetime(2026, 5, 25, tzinfo=dt.UTC), lake=Lake(tmp_path))
 
     assert latest.empty
     assert list(latest.columns) == ["symbol", "open_time", *feature_schema().names]
     assert latest.attrs["missing_symbols"] == ["ETHUSDT"]
+
+
+def test_without_a_universe_snapshot_the_cross_section_is_undefined_and_refused(lake_dir: Path) -> None:
+    empty = Lake(lake_dir.parent / "no-universe")
+
+    with pytest.raises(StoreError, match="coin_universe"):
+        latest_features(["ETHUSDT"], dt.datetime(2026, 5, 25, tzinfo=dt.UTC), lake=empty)

@@ -7,12 +7,13 @@ serving time is what the ``feature_table`` asset computed for training, column f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from quant_assets.features.candles import FIVE_MINUTES_MS, REFERENCE_SYMBOL
+from quant_assets.features.candles import FIVE_MINUTES_MS
 from quant_assets.features.compute import compute_features
+from quant_assets.features.point_in_time import day_universe, drop_invalid, invalid_symbol_days
 from quant_assets.features.schema import feature_schema
 from quant_assets.settings import Settings
 from quant_assets.store.lake import Lake
@@ -25,19 +26,30 @@ GAP_SLACK = timedelta(days=1)
 MAX_READ_FACTOR = 4
 
 
+def _days_between(start: datetime, end: datetime) -> list[date]:
+    """The UTC days that [start, end) touches."""
+    first, last = _utc(start).date(), (_utc(end) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def _utc(moment: datetime) -> datetime:
     """`moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _read_warmup(lake: Lake, symbols: list[str], end: datetime, warmup_bars: int) -> pd.DataFrame:
-    """The last `warmup_bars` candles of each symbol with open_time < `end` (fewer if history is short)."""
+    """The last `warmup_bars` valid candles of each symbol with open_time < `end` (fewer if history is short).
+
+    Symbol-days that failed ``candles_valid`` are left out as they are read, so they count as gaps,
+    as in the ``feature_table`` asset.
+    """
     span = feature_schema().warmup + GAP_SLACK
     limit = end - span * MAX_READ_FACTOR
     frames: list[pd.DataFrame] = []
     wanted, upper, start = symbols, end, end - span
     while wanted:
         frame = lake.read_ohlcv(symbols=wanted, start=start, end=upper)
+        frame = drop_invalid(frame, invalid_symbol_days(lake, _days_between(start, upper)))
         frames.append(frame)
         counts = pd.concat(frames)["symbol"].value_counts()
         # Read further back only for symbols short of bars that had candles in this slice:
@@ -57,16 +69,19 @@ def _read_warmup(lake: Lake, symbols: list[str], end: datetime, warmup_bars: int
 def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | None = None) -> pd.DataFrame:
     """The features of each symbol's last candle closed by `as_of`, computed from the warm-up window.
 
-    A candle is closed when ``open_time + 5 min <= as_of``. For each symbol (and BTCUSDT, the
-    reference of beta/correlation features, which is always read) this reads from the lake only its
-    last ``feature_schema().warmup_bars`` closed candles, calls :func:`compute_features` on them
-    together, and keeps each requested symbol's last row. By the parity property, that row equals
-    what ``compute_features`` gives for the same candle from the full history.
+    A candle is closed when ``open_time + 5 min <= as_of``. This reads from the lake only the last
+    ``feature_schema().warmup_bars`` closed candles of each symbol it needs, calls
+    :func:`compute_features` on them together, and keeps each requested symbol's last row. By the
+    parity property, that row equals what ``compute_features`` gives for the same candle from the full
+    history.
 
-    Cross-sectional features rank a symbol among every symbol of the stored universe, so the read
-    covers, besides those requested and BTCUSDT, every symbol with candles in the day before
-    `as_of`: the same cross-section the ``feature_table`` asset ranked against, whatever subset is
-    asked for here.
+    Cross-sectional features rank a symbol among the others, so the candles are chosen exactly as the
+    ``feature_table`` asset chooses them for the day of the last closed candle
+    (:mod:`quant_assets.features.point_in_time`): the symbols of that day's ``coin_universe`` and
+    BTCUSDT, without the symbol-days that failed ``candles_valid``. A universe symbol's row is then
+    the row training stored, whatever subset is asked for. A symbol asked for outside the universe is
+    ranked among the universe and itself (training stored no row for it); one whose candles of the
+    day failed ``candles_valid`` gets no row, as in training.
 
     Args:
         symbols: e.g. ``["BTCUSDT", "ETHUSDT"]``; each is validated; repeats are ignored.
@@ -77,11 +92,12 @@ def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | Non
         One row per requested symbol that has a closed candle in the warm-up window (in the order
         asked): ``symbol``, ``open_time`` of that candle (its age tells how fresh it is), then every
         feature in registry order. ``attrs["feature_schema_hash"]`` holds the schema hash,
-        ``attrs["as_of"]`` the UTC moment, ``attrs["missing_symbols"]`` the symbols without any
-        closed candle in the window (no row for them).
+        ``attrs["as_of"]`` the UTC moment, ``attrs["universe_snapshot"]`` the snapshot day used,
+        ``attrs["missing_symbols"]`` the symbols without a row.
 
     Raises:
         InvalidSymbolError: a symbol is not a valid symbol.
+        StoreError: no ``coin_universe`` snapshot is stored (the cross-section is undefined).
     """
     schema = feature_schema()
     asked = list(dict.fromkeys(checked_symbol(s) for s in symbols))
@@ -89,18 +105,32 @@ def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | Non
     as_of_utc = _utc(as_of)
     # Closed: open_time <= as_of - 5 min; read_ohlcv's end bound is exclusive (ms resolution).
     end = as_of_utc - FIVE_MINUTES + timedelta(milliseconds=1)
-    recent = lake.read_ohlcv(symbols=None, start=end - GAP_SLACK, end=end)["symbol"].unique().tolist()
-    read = list(dict.fromkeys([*asked, REFERENCE_SYMBOL, *recent]))
-    candles = _read_warmup(lake, read, end, schema.warmup_bars)
+    last_day = (as_of_utc - FIVE_MINUTES).date()
+    universe = day_universe(lake, last_day)
+    outside = [s for s in asked if s not in universe.symbols]
+    candles = _read_warmup(lake, [*universe.symbols, *outside], end, schema.warmup_bars)
     names = schema.names
-    if candles.empty:
-        result = pd.DataFrame(columns=["symbol", "open_time", *names])
-    else:
-        features = compute_features(candles)
-        last = features.groupby("symbol", sort=False).tail(1).set_index("symbol", drop=False)
-        present = [s for s in asked if s in last.index]
-        result = last.loc[present].reset_index(drop=True)
+    rows: list[pd.DataFrame] = []
+    if not candles.empty:
+        in_universe = candles[candles["symbol"].isin(universe.symbols)].reset_index(drop=True)
+        rows.append(_last_rows(in_universe, [s for s in asked if s not in outside]))
+        for symbol in outside:  # ranked among the universe and itself alone
+            rows.append(_last_rows(candles[candles["symbol"].isin([*universe.symbols, symbol])], [symbol]))
+    rows = [r for r in rows if not r.empty]
+    found = pd.concat(rows) if rows else pd.DataFrame(columns=["symbol", "open_time", *names])
+    present = [s for s in asked if s in set(found["symbol"])]
+    result = found.set_index("symbol", drop=False).loc[present].reset_index(drop=True)
     result.attrs["feature_schema_hash"] = schema.hash
     result.attrs["as_of"] = as_of_utc
-    result.attrs["missing_symbols"] = [s for s in asked if s not in set(result["symbol"])]
+    result.attrs["universe_snapshot"] = universe.snapshot_date
+    result.attrs["missing_symbols"] = [s for s in asked if s not in present]
     return result
+
+
+def _last_rows(candles: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
+    """The features of the last candle of each symbol of `wanted`, from all of `candles` together."""
+    if candles.empty or not wanted:
+        return candles.iloc[0:0]
+    features = compute_features(candles.reset_index(drop=True))
+    last = features.groupby("symbol", sort=False).tail(1)
+    return last[last["symbol"].isin(wanted)]
