@@ -10,11 +10,10 @@ its partition. The design, and what was measured on the 2-core machine (SQLite i
   found with ONE query per check and run (:func:`latest_failing_partitions`: 0.38-0.6 s for the
   9,000 keys of case (b), measured with load average 8-10 on 2 cores). So each partition's latest
   evaluation is its true state, and a clean run writes no evaluation at all. Case (b) on
-  2026-11-29, machine shared: 791.7 s with other processes taking 1,382 of its 1,622 CPU-seconds
-  (load average 9-11; own CPU 240 s); the same case before this change, 297.9 s with others taking
-  307 of 628 (load 0.3-5; own CPU 194 s). Neither says anything about the 5-minute target: re-run
-  case (b) on an idle machine (idle 2026-11-27: 121.2 s, of which about 69 s writing 9,000
-  materialization events, which this design leaves as they were);
+  2026-11-29 with HEAD 5d8df3f, machine nearly idle (others 6 CPU-s): 229.7 s, within the 5
+  minutes (own CPU 219 s, lookup 0.15 s); under load (others 804-1,382 CPU-s) 524-792 s. The
+  2026-11-27 figure was 121.2 s; the added time is not in this module or the kline path (parsing
+  1.9 ms a page against 2.1-2.8 ms before; no extra events) and was not traced further;
 * each check yields one result per run: passed when every partition passed, with the failing
   partitions listed. A gap is a fact of the market, so ``complete_day`` warns, never fails a run.
 
