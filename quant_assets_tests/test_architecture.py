@@ -72,3 +72,12 @@ def test_definitions_validate() -> None:
         text=True,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_the_tests_mirror_the_package_folders() -> None:
+    tests = REPO / "quant_assets_tests"
+    test_folders = {
+        path.parent.relative_to(tests) for path in tests.rglob("test_*.py") if path.parent != tests
+    }
+    missing = sorted(str(folder) for folder in test_folders if not (PACKAGE / folder).is_dir())
+    assert not missing, f"test folders with no package folder of the same name: {missing}"

@@ -14,7 +14,7 @@ from quant_assets.errors import InvalidSymbolError, StoreError
 from quant_assets.features import compute_features, feature_schema, latest_features
 from quant_assets.store.lake import Lake
 from quant_assets_tests.feature_helpers import write_universe
-from quant_assets_tests.test_features import close_enough, random_candles
+from quant_assets_tests.features.test_features import close_enough, random_candles
 
 DAYS = 26  # history to 2026-05-27: the as_of moments below lie well past the 3-day warm-up
 START = "2026-05-01T00:00"

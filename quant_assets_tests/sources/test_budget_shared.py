@@ -27,7 +27,7 @@ from quant_assets.simulator import Simulator
 from quant_assets.sources.binance import BinanceFuturesClient
 from quant_assets.sources.budget import WeightBudget, budget_state_file, shared_budget
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 10, 12, 2, 30, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAY_MS = 86_400_000
@@ -184,7 +184,7 @@ def test_shared_budget_with_a_directory_keeps_its_state_in_a_file_there(tmp_path
 
 # ---------------------------------------------------------------------------------------- processes
 def _child(*args: str) -> list[str]:
-    return [sys.executable, "-m", "quant_assets_tests.budget_child", *args]
+    return [sys.executable, "-m", "quant_assets_tests.sources.budget_child", *args]
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import duckdb
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAYS_PER_WRITER = 15
 
 
 def _child(*args: str) -> list[str]:
-    return [sys.executable, "-m", "quant_assets_tests.catalog_child", *args]
+    return [sys.executable, "-m", "quant_assets_tests.store.catalog_child", *args]
 
 
 def test_a_reader_opens_the_catalog_while_two_writers_rebuild_it(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_a_view_whose_statement_changed_is_rebuilt_and_others_keep_theirs(tmp_pa
     lake = Lake(tmp_path)
     catalog = Catalog(lake)
     catalog.ensure_views()
-    from quant_assets_tests.catalog_child import _snapshot
+    from quant_assets_tests.store.catalog_child import _snapshot
 
     lake.write("coin_universe", _snapshot(dt.date(2026, 1, 1)), date=dt.date(2026, 1, 1))
 

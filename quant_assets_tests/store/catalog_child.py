@@ -1,6 +1,6 @@
 """Separate processes around one catalog, started by ``test_catalog_concurrency.py``.
 
-``python -m quant_assets_tests.catalog_child write DATA_DIR FIRST_DAY DAYS`` stores one
+``python -m quant_assets_tests.store.catalog_child write DATA_DIR FIRST_DAY DAYS`` stores one
 ``coin_universe`` snapshot a day and rebuilds the catalog after each (forced every other time, so
 it really is rebuilt); ``read DATA_DIR STOP_FILE`` opens ``quant.duckdb`` read-only and queries it
 in a tight loop until `STOP_FILE` exists, then prints what it saw as JSON.

@@ -38,7 +38,7 @@ from quant_assets.features.schema import definition_source, schema_hash
 from quant_assets.features.talib_features import KAMA_WINDOW
 
 FIVE_MINUTES = np.timedelta64(5, "m")
-REAL_SPOT_5M = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "freqtrade" / "spot_5m"
+REAL_SPOT_5M = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real" / "freqtrade" / "spot_5m"
 
 # Parity tolerance: 1e-9 relative, with an absolute floor of 1e-12 for values that cross zero
 # (returns, MACD, distances), where "relative" has no meaning. Every feature is O(1e-4) or larger.
@@ -197,7 +197,7 @@ def test_schema_names_cannot_be_mutated_through_the_schema() -> None:
 
 def test_schema_hash_is_the_same_in_another_process() -> None:
     code = "from quant_assets.features import feature_schema; print(feature_schema().hash)"
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     other = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
@@ -427,7 +427,7 @@ def test_registry_never_imports_labels() -> None:
 
 def test_feature_library_imports_no_dagster() -> None:
     code = "import sys, quant_assets.features; print(any(m.split('.')[0] == 'dagster' for m in sys.modules))"
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root

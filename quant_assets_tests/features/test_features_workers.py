@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from quant_assets.features import compute_features, feature_schema
-from quant_assets_tests.test_features import random_candles
+from quant_assets_tests.features.test_features import random_candles
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "TICKUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "LINKUSDT"]
 

@@ -18,7 +18,7 @@ import pytest
 from quant_assets.features import FEATURES, NanWhen, compute_features, unexplained_nans
 from quant_assets.simulator import Simulator
 from quant_assets.sources.binance import BinanceFuturesClient
-from quant_assets_tests.test_features import random_candles, real_spot_candles
+from quant_assets_tests.features.test_features import random_candles, real_spot_candles
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 DAY = datetime(2026, 11, 22, tzinfo=UTC)  # the day judged: its candles and one day of warm-up

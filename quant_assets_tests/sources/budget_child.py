@@ -1,9 +1,9 @@
 """A separate process that spends a shared weight budget, started by ``test_budget_shared.py``.
 
-``python -m quant_assets_tests.budget_child fetch ...`` prints ``ready``, waits for the go file, fetches
+``python -m quant_assets_tests.sources.budget_child fetch ...`` prints ``ready``, waits for the go file, fetches
 candles from a simulator through :class:`BinanceFuturesClient` and writes them (and when it fetched)
 to a Parquet file;
-``python -m quant_assets_tests.budget_child hold ...`` takes the budget's only request slot, or its
+``python -m quant_assets_tests.sources.budget_child hold ...`` takes the budget's only request slot, or its
 file lock, prints ``held`` and waits to be killed.
 """
 

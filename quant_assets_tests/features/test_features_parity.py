@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quant_assets.features import FEATURES, compute_features, feature_schema
-from quant_assets_tests.test_features import close_enough, random_candles, real_spot_candles
+from quant_assets_tests.features.test_features import close_enough, random_candles, real_spot_candles
 
 WARMUP = feature_schema().warmup_bars
 SYMBOLS = ["BTCUSDT", "TICKUSDT", "SOLUSDT", "ADAUSDT"]

@@ -36,7 +36,7 @@ from quant_assets.sources.http import VenueSession, WeightBudget
 from quant_assets.sources.payloads import parse_coins_markets, parse_kline_page
 from quant_assets.store.schemas import OHLCV_COLUMNS
 
-REAL_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+REAL_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
 
 PING = "/fapi/v1/ping"
 TIME = "/fapi/v1/time"

@@ -25,7 +25,7 @@ from quant_assets.simulator import EPOCH, Simulator
 from quant_assets.simulator.catalog import LAYER_1, LAYER_2, STABLECOINS
 from quant_assets.symbols import is_valid_symbol
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
 NOW = datetime(2026, 11, 23, 12, 2, 30, tzinfo=UTC)  # 2.5 minutes into the 12:00 candle
 NOW_MS = int(NOW.timestamp() * 1000)
 FIVE_MIN_MS = 300_000
@@ -732,7 +732,7 @@ def _first_line(child: subprocess.Popen[str], *, within_s: float) -> str:
 
 
 def test_run_server_serves_until_interrupted():
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     script = "from quant_assets.simulator import run_server; run_server(port=0)"
     child = subprocess.Popen(
         [sys.executable, "-c", script],
