@@ -12,8 +12,9 @@ its partition. The design, and what was measured on the 2-core machine (SQLite i
   evaluation is its true state, and a clean run writes no evaluation at all. Case (b) on
   2026-11-29 with HEAD 5d8df3f, machine nearly idle (others 6 CPU-s): 229.7 s, within the 5
   minutes (own CPU 219 s, lookup 0.15 s); under load (others 804-1,382 CPU-s) 524-792 s. The
-  2026-11-27 figure was 121.2 s; the added time is not in this module or the kline path (parsing
-  1.9 ms a page against 2.1-2.8 ms before; no extra events) and was not traced further;
+  2026-11-27 figure was 121.2 s, but the code of 2026-11-27 measures the same as today's on this
+  machine now (30 symbols x 90 days: 75.9 s before, 74.7 s after): the machine is slower, not the
+  run (kline parsing 1.9 ms a page against 2.1-2.8 ms before; no extra events on a clean run);
 * each check yields one result per run: passed when every partition passed, with the failing
   partitions listed. A gap is a fact of the market, so ``complete_day`` warns, never fails a run.
 
