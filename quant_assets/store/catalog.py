@@ -42,17 +42,9 @@ class ViewSpec:
     table: str
     schema: pa.Schema | None  # None: schema-on-read only (features); no empty placeholder
     union_by_name: bool = False
-    # Narrows the files' rows (`select(source)` is the view's SQL over the files' SELECT), and the
-    # text its SQL must hold to be current: a view without it is recreated (features: the hash).
+    # Narrows the files' rows: `select(source)` is the view's SQL over the files' SELECT. Its text
+    # is part of the statement's fingerprint, so a new feature schema hash recreates the view.
     select: Callable[[str], str] | None = None
-    pinned: Callable[[], str] | None = None
-
-
-def _current_feature_hash() -> str:
-    # Imported here: only the features views need the (heavy) feature library.
-    from quant_assets.features import feature_schema
-
-    return feature_schema().hash
 
 
 def _features_of_current_schema(source: str) -> str:
@@ -87,7 +79,6 @@ VIEWS: tuple[ViewSpec, ...] = (
         None,
         union_by_name=True,
         select=_features_of_current_schema,
-        pinned=_current_feature_hash,
     ),
     ViewSpec("features_all", "features", None, union_by_name=True),  # every stored day, any hash
     ViewSpec("feature_catalog", "feature_catalog", schemas.FEATURE_CATALOG, union_by_name=True),
