@@ -232,7 +232,10 @@ class Lake:
 
         Holds an exclusive lock per day while it reads and writes, so concurrent writers of the same
         day serialise. A day with no partition files loses its day file. Each file's symbol comes
-        from its path (files of the older layout that also hold it are read alike).
+        from its path (files of the older layout that also hold it are read alike). A partition that
+        failed ``candles_valid`` (:meth:`invalid_ohlcv`) stays in its own file, as served, and is
+        kept out of the day file: the ``ohlcv`` view and :meth:`read_ohlcv` show valid days only, so
+        (exchange, symbol, open_time) stays a key there.
         """
         exchange = _clean_key("exchange", exchange)
         daily = _spec("ohlcv_daily")
@@ -245,14 +248,20 @@ class Lake:
                 if not sources:
                     target.unlink(missing_ok=True)
                     continue
-                merged = pa.concat_tables(
+                tables = [(source, pq.read_table(source)) for source in sources]
+                valid = [
                     _with_path_columns(
                         "ohlcv",
-                        pq.read_table(source),
+                        table,
                         {"exchange": exchange, "symbol": source.parent.name.removeprefix("symbol=")},
                     )
-                    for source in sources
-                )
+                    for source, table in tables
+                    if OHLCV_INVALID_KEY.encode() not in (table.schema.metadata or {})
+                ]
+                if not valid:
+                    target.unlink(missing_ok=True)
+                    continue
+                merged = pa.concat_tables(valid)
                 arrow = to_arrow(merged.drop_columns(["exchange"]), daily.file_schema(), daily.sort_by)
                 results.append(write_table_atomic(target, arrow))
         return results

@@ -24,7 +24,7 @@ from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.defs.partitions import daily_partitions, ohlcv_partitions
 from quant_assets.simulator import Simulator
 from quant_assets.store.lake import Lake
-from quant_assets_tests.dagster_helpers import materialize_range, resources_for
+from quant_assets_tests.dagster_helpers import materialize_range, query, resources_for
 
 KLINES = "/fapi/v1/klines"
 OHLCV = dg.AssetKey("ohlcv")
@@ -74,6 +74,8 @@ def test_a_candle_served_twice_with_differing_values_fails_candles_valid_until_m
     assert list(invalid) == ["BTCUSDT"]
     assert "unique_open_time" in invalid["BTCUSDT"]
     assert str(at.replace(tzinfo=None)) in invalid["BTCUSDT"]
+    # The partition file keeps what was served; the catalog's ohlcv view keeps the invalid day out.
+    assert query(tmp_path, "SELECT symbol, count(*) FROM ohlcv GROUP BY symbol") == [("ETHUSDT", 288)]
 
     sim.faults.clear()
     second = materialize_range(ohlcv, instance, resources, ["BTCUSDT", "ETHUSDT"], yesterday, yesterday)
@@ -84,6 +86,10 @@ def test_a_candle_served_twice_with_differing_values_fails_candles_valid_until_m
     assert stored_rows(tmp_path, "BTCUSDT", yesterday) == 288
     assert latest_materialization(instance, bad)["candles_valid"] is True
     assert Lake(tmp_path).invalid_ohlcv(yesterday) == {}
+    assert query(tmp_path, "SELECT symbol, count(*) FROM ohlcv GROUP BY symbol ORDER BY symbol") == [
+        ("BTCUSDT", 288),
+        ("ETHUSDT", 288),
+    ]
 
 
 @pytest.mark.parametrize(
