@@ -39,7 +39,7 @@ from quant_assets.features import (
     feature_schema,
     unexplained_nans,
 )
-from quant_assets.features.point_in_time import DayUniverse, day_universe, drop_invalid
+from quant_assets.features.point_in_time import DayUniverse, day_universe
 from quant_assets.quality import CheckOutcome
 from quant_assets.store import schemas
 from quant_assets.store.lake import Lake, WriteResult
@@ -124,12 +124,13 @@ class DayReader:
         return candles.sort_values(["symbol", "open_time"], kind="stable").reset_index(drop=True)
 
 
-def _drop_invalid(
-    reader: DayReader, candles: pd.DataFrame, days: list[dt.date]
-) -> tuple[pd.DataFrame, dict[tuple[str, dt.date], str]]:
-    """`candles` without the symbol-days that failed ``candles_valid``, and those symbol-days with why."""
-    invalid = {(symbol, day): why for day in days for symbol, why in reader.invalid(day).items()}
-    return drop_invalid(candles, invalid), invalid
+def _invalid(reader: DayReader, days: list[dt.date]) -> dict[tuple[str, dt.date], str]:
+    """The symbol-days of `days` that failed ``candles_valid``, with why.
+
+    Their candles are already absent from what the reader returns (the day files leave them out,
+    :meth:`Lake.compact_ohlcv`); this names them for the metadata.
+    """
+    return {(symbol, day): why for day in days for symbol, why in reader.invalid(day).items()}
 
 
 def _days(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -148,7 +149,7 @@ def build_feature_day(lake: Lake, day: dt.date, *, reader: DayReader | None = No
     start_of_day = dt.datetime.combine(day, dt.time())
     warm = warmup_days()
     window = _days(day - dt.timedelta(days=warm), day)
-    candles, invalid = _drop_invalid(reader, reader.candles(window[0], day, universe.symbols), window)
+    candles, invalid = reader.candles(window[0], day, universe.symbols), _invalid(reader, window)
     left_out = {s: why for (s, d), why in invalid.items() if d == day and s in universe.symbols}
     warmup_dropped: dict[str, list[str]] = {}
     for s, d in sorted(invalid):
@@ -184,7 +185,7 @@ def build_label_day(lake: Lake, day: dt.date, *, reader: DayReader | None = None
     start_of_day = dt.datetime.combine(day, dt.time())
     end_of_day = start_of_day + dt.timedelta(days=1)
     next_day = day + dt.timedelta(days=LABEL_HORIZON_DAYS)
-    candles, invalid = _drop_invalid(reader, reader.candles(day, next_day, None), [day, next_day])
+    candles, invalid = reader.candles(day, next_day, None), _invalid(reader, [day, next_day])
     day_symbols = candles.loc[candles["open_time"] < end_of_day, "symbol"].unique()
     candles = candles[candles["symbol"].isin(day_symbols)].reset_index(drop=True)
     labels = compute_labels(candles)

@@ -7,13 +7,13 @@ serving time is what the ``feature_table`` asset computed for training, column f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
 from quant_assets.features.candles import FIVE_MINUTES_MS
 from quant_assets.features.compute import compute_features
-from quant_assets.features.point_in_time import day_universe, drop_invalid, invalid_symbol_days
+from quant_assets.features.point_in_time import day_universe
 from quant_assets.features.schema import feature_schema
 from quant_assets.settings import Settings
 from quant_assets.store.lake import Lake
@@ -26,12 +26,6 @@ GAP_SLACK = timedelta(days=1)
 MAX_READ_FACTOR = 4
 
 
-def _days_between(start: datetime, end: datetime) -> list[date]:
-    """The UTC days that [start, end) touches."""
-    first, last = _utc(start).date(), (_utc(end) - timedelta(microseconds=1)).date()
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
 def _utc(moment: datetime) -> datetime:
     """`moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -40,8 +34,8 @@ def _utc(moment: datetime) -> datetime:
 def _read_warmup(lake: Lake, symbols: list[str], end: datetime, warmup_bars: int) -> pd.DataFrame:
     """The last `warmup_bars` valid candles of each symbol with open_time < `end` (fewer if history is short).
 
-    Symbol-days that failed ``candles_valid`` are left out as they are read, so they count as gaps,
-    as in the ``feature_table`` asset.
+    Symbol-days that failed ``candles_valid`` are not in the day files the lake reads
+    (:meth:`Lake.compact_ohlcv`), so they count as gaps, as in the ``feature_table`` asset.
     """
     span = feature_schema().warmup + GAP_SLACK
     limit = end - span * MAX_READ_FACTOR
@@ -49,7 +43,6 @@ def _read_warmup(lake: Lake, symbols: list[str], end: datetime, warmup_bars: int
     wanted, upper, start = symbols, end, end - span
     while wanted:
         frame = lake.read_ohlcv(symbols=wanted, start=start, end=upper)
-        frame = drop_invalid(frame, invalid_symbol_days(lake, _days_between(start, upper)))
         frames.append(frame)
         counts = pd.concat(frames)["symbol"].value_counts()
         # Read further back only for symbols short of bars that had candles in this slice:

@@ -7,17 +7,16 @@ serves agree only when both compute from the same set of candles. That set is de
 * the symbols of the day's ``coin_universe`` snapshot (the latest one on or before the day; before
   the first snapshot, the earliest one, which is then not point in time), plus the reference symbol
   of beta and correlation features;
-* without the candles of any symbol-day that failed ``candles_valid`` (:meth:`Lake.invalid_ohlcv`):
-  on the day itself the symbol gets no row, in the warm-up its candles of that day are a gap.
+* without the candles of any symbol-day that failed ``candles_valid``: those stay in their own
+  partition files and never enter the day files that :meth:`Lake.read_ohlcv` reads
+  (:meth:`Lake.compact_ohlcv`), so on the day itself the symbol gets no row, and in the warm-up its
+  candles of that day are a gap.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-
-import pandas as pd
 
 from quant_assets.errors import StoreError
 from quant_assets.features.candles import REFERENCE_SYMBOL
@@ -47,23 +46,3 @@ def day_universe(lake: Lake, day: dt.date) -> DayUniverse:
     if REFERENCE_SYMBOL not in symbols:
         symbols.append(REFERENCE_SYMBOL)
     return DayUniverse(symbols=symbols, snapshot_date=snapshot_date, point_in_time=bool(earlier))
-
-
-def invalid_symbol_days(
-    lake: Lake, days: Iterable[dt.date], *, exchange: str = "binance"
-) -> dict[tuple[str, dt.date], str]:
-    """{(symbol, day): why} for the symbol-days of `days` whose candles failed ``candles_valid``."""
-    return {
-        (symbol, day): why
-        for day in days
-        for symbol, why in lake.invalid_ohlcv(day, exchange=exchange).items()
-    }
-
-
-def drop_invalid(candles: pd.DataFrame, invalid: Mapping[tuple[str, dt.date], str]) -> pd.DataFrame:
-    """`candles` without the rows of the (symbol, UTC day) pairs in `invalid`."""
-    if not invalid or candles.empty:
-        return candles
-    keys = pd.MultiIndex.from_arrays([candles["symbol"], candles["open_time"].dt.normalize()])
-    bad = pd.MultiIndex.from_tuples([(s, pd.Timestamp(d)) for s, d in invalid])
-    return candles[~keys.isin(bad)].reset_index(drop=True)
