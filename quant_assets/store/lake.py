@@ -140,6 +140,25 @@ def write_table_atomic(path: Path, table: pa.Table) -> WriteResult:
     return WriteResult(path=path, rows=table.num_rows, bytes=size, sha256=digest)
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> WriteResult:
+    """Write `data` to `path` like :func:`write_table_atomic`: the old file or the new one, never half.
+
+    For files that are not Parquet tables (model artifacts, JSON). Raises what the OS raises; the
+    temporary file is removed and any previous file at `path` is left untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # atomic within one filesystem
+    finally:
+        tmp.unlink(missing_ok=True)
+    return WriteResult(path=path, rows=0, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
 def to_arrow(
     frame: pd.DataFrame | pa.Table,
     schema: pa.Schema | None,
