@@ -120,6 +120,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("QT_COINGECKO_API_URL", "https://api.coingecko.com/api/v3", "CoinGecko REST base", http_url),
     Setting("QT_COINGECKO_API_KEY", None, "optional key, sent as a header, never logged", optional_text),
+    Setting(
+        "QT_MODEL_TRAIN_DAYS",
+        "60",
+        "days of features a model asset trains on (split by time into train, validation and test)",
+        positive_int,
+    ),
 )
 SETTING_BY_NAME: dict[str, Setting] = {s.env: s for s in SETTINGS}
 DEFAULTS: dict[str, str | None] = {s.env: s.default for s in SETTINGS}
@@ -175,6 +181,7 @@ class Settings:
     binance_weight_per_minute: int
     coingecko_api_url: str
     coingecko_api_key: str | None = field(repr=False)  # a secret: never in a repr or a log
+    model_train_days: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -195,6 +202,7 @@ class Settings:
             binance_weight_per_minute=_as(int, values["QT_BINANCE_WEIGHT_PER_MINUTE"]),
             coingecko_api_url=_as(str, values["QT_COINGECKO_API_URL"]),
             coingecko_api_key=_optional(str, values["QT_COINGECKO_API_KEY"]),
+            model_train_days=_as(int, values["QT_MODEL_TRAIN_DAYS"]),
         )
 
 
