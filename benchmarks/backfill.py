@@ -460,7 +460,7 @@ class Benchmark:
     def new_home(self, name: str) -> Path:
         home = self.tmp / name
         home.mkdir()
-        shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
         return home
 
     # -- a -----------------------------------------------------------------------------------------
@@ -1029,7 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Nothing of Dagster's may land in the repo or the user's DAGSTER_HOME.
         os.environ["DAGSTER_HOME"] = str(tmp / "dagster_home")
         (tmp / "dagster_home").mkdir()
-        shutil.copy(REPO / "deploy" / "dagster.yaml", tmp / "dagster_home" / "dagster.yaml")
+        shutil.copy(REPO / "deploy" / "dagster.local.yaml", tmp / "dagster_home" / "dagster.yaml")
         bench = Benchmark(args, tmp)
         print(
             f"quant_assets backfill benchmark: cases {','.join(c for c in CASES if c in args.only)}; "
