@@ -83,6 +83,9 @@ VIEWS: tuple[ViewSpec, ...] = (
     ViewSpec("features_all", "features", None, union_by_name=True),  # every stored day, any hash
     ViewSpec("feature_catalog", "feature_catalog", schemas.FEATURE_CATALOG, union_by_name=True),
     ViewSpec("labels", "labels", schemas.LABELS),
+    ViewSpec("model_registry", "model_registry", schemas.MODEL_REGISTRY, union_by_name=True),
+    ViewSpec("predictions", "predictions", schemas.PREDICTIONS),
+    ViewSpec("model_evaluation", "model_evaluation", schemas.MODEL_EVALUATION, union_by_name=True),
 )
 
 _DUCKDB_TYPES = {
@@ -92,6 +95,9 @@ _DUCKDB_TYPES = {
     pa.int32(): "INTEGER",
     pa.date32(): "DATE",
     pa.timestamp("ms"): "TIMESTAMP",
+    pa.timestamp("us"): "TIMESTAMP",
+    pa.bool_(): "BOOLEAN",
+    pa.list_(pa.string()): "VARCHAR[]",
 }
 
 

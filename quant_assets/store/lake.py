@@ -8,6 +8,9 @@ Layout under ``<data_dir>/lake`` (DESIGN.md §3)::
     features/date=2026-11-23.parquet
     labels/date=2026-11-23.parquet
     feature_catalog/schema=<hash>.parquet   # one per feature schema
+    model_registry/xgboost/xgboost-20261129T171530.123456Z.parquet  # one per trained version
+    predictions/date=2026-11-23.parquet
+    model_evaluation/date=2026-11-23.parquet
 
 Why two ``ohlcv`` layouts: a partition is the unit of work, so it is written on its own and never
 blocks another writer; but a query over 9,000 one-day files costs about a second, against a few
@@ -54,6 +57,8 @@ from quant_assets.symbols import checked_symbol
 
 _EXCHANGE = re.compile(r"[a-z]{2,20}")
 _SCHEMA_HASH = re.compile(r"[0-9a-f]{8,64}")
+_MODEL = re.compile(r"[a-z][a-z0-9_]{1,39}")
+_VERSION = re.compile(r"[a-z][a-z0-9_]{1,39}-[0-9]{8}T[0-9]{6}\.[0-9]{6}Z")
 
 # Key of an ``ohlcv`` partition file's metadata, present only when its candles failed
 # ``candles_valid``; its value says why (see :meth:`Lake.invalid_ohlcv`).
@@ -106,6 +111,23 @@ TABLES: dict[str, TableSpec] = {
     "labels": TableSpec("labels", "labels/date={date}.parquet", ("symbol", "open_time"), schemas.LABELS),
     "feature_catalog": TableSpec(
         "feature_catalog", "feature_catalog/schema={schema_hash}.parquet", (), schemas.FEATURE_CATALOG
+    ),
+    # One file per trained version, written once (models/registry.py); no hive keys: every column
+    # is inside the file.
+    "model_registry": TableSpec(
+        "model_registry", "model_registry/{model}/{version}.parquet", (), schemas.MODEL_REGISTRY
+    ),
+    "predictions": TableSpec(
+        "predictions",
+        "predictions/date={date}.parquet",
+        ("model", "version", "symbol", "open_time"),
+        schemas.PREDICTIONS,
+    ),
+    "model_evaluation": TableSpec(
+        "model_evaluation",
+        "model_evaluation/date={date}.parquet",
+        ("model", "version", "day"),
+        schemas.MODEL_EVALUATION,
     ),
 }
 
@@ -444,6 +466,14 @@ def _clean_key(name: str, value: object) -> str:
     if name == "exchange":
         if not isinstance(value, str) or not _EXCHANGE.fullmatch(value):
             raise StoreError(f"exchange key {value!r} must be lower-case letters, e.g. 'binance'")
+        return value
+    if name == "model":
+        if not isinstance(value, str) or not _MODEL.fullmatch(value):
+            raise StoreError(f"model key {value!r} must be a lower-case name, e.g. 'xgboost'")
+        return value
+    if name == "version":
+        if not isinstance(value, str) or not _VERSION.fullmatch(value):
+            raise StoreError(f"version key {value!r} must look like 'xgboost-20261129T171530.123456Z'")
         return value
     if name == "schema_hash":
         if not isinstance(value, str) or not _SCHEMA_HASH.fullmatch(value):

@@ -63,6 +63,57 @@ FEATURE_CATALOG = pa.schema(
 )
 
 
+MODEL_REGISTRY = pa.schema(
+    [
+        ("model", pa.string()),  # xgboost, lightgbm, nhits, patchtst
+        ("version", pa.string()),  # unique per training, e.g. xgboost-20261129T171530.123456Z
+        ("trained_at", pa.timestamp("us")),  # UTC, to the microsecond the version names
+        ("train_start", TIMESTAMP),  # first open_time of the training rows (inclusive)
+        ("train_end", TIMESTAMP),  # end of the data the model saw: open times < train_end
+        ("feature_schema_hash", pa.string()),
+        ("features", pa.list_(pa.string())),  # input columns in order
+        ("metrics", pa.string()),  # JSON: test metrics, both baselines, the bootstrap bounds
+        ("artifact_path", pa.string()),  # absolute directory of the saved model
+        ("promoted", pa.bool_()),
+        ("reason", pa.string()),  # why promoted or not, with the numbers
+    ]
+)
+
+PREDICTIONS = pa.schema(
+    [
+        ("model", pa.string()),
+        ("version", pa.string()),
+        ("symbol", pa.string()),
+        ("open_time", TIMESTAMP),  # the candle whose close the prediction starts from
+        ("horizon", pa.int32()),  # bars of 5 minutes ahead (12: fwd_ret_12)
+        ("prediction", pa.float64()),  # predicted forward log return over `horizon` bars
+        ("promoted", pa.bool_()),  # the version's promotion verdict
+    ]
+)
+
+MODEL_EVALUATION = pa.schema(
+    [
+        ("model", pa.string()),
+        ("version", pa.string()),
+        ("day", pa.date32()),
+        ("promoted", pa.bool_()),
+        ("rows", pa.int64()),  # predictions of the day with a realized label
+        ("ic", pa.float64()),
+        ("directional_accuracy", pa.float64()),
+        ("rmse", pa.float64()),
+        ("mae", pa.float64()),
+        ("baseline_zero_ic", pa.float64()),
+        ("baseline_zero_directional_accuracy", pa.float64()),
+        ("baseline_zero_rmse", pa.float64()),
+        ("baseline_zero_mae", pa.float64()),
+        ("baseline_last_ic", pa.float64()),
+        ("baseline_last_directional_accuracy", pa.float64()),
+        ("baseline_last_rmse", pa.float64()),
+        ("baseline_last_mae", pa.float64()),
+    ]
+)
+
+
 FEATURE_SCHEMA_HASH = "feature_schema_hash"  # the registry hash a features row was built with
 
 

@@ -284,7 +284,14 @@ def test_an_older_lake_is_read_alike_and_the_catalog_command_rewrites_it(
     assert lake.strip_path_columns() == []  # nothing left to rewrite
 
 
-KEYS = {"date": DAY, "exchange": "binance", "symbol": "BTCUSDT", "schema_hash": "ab" * 32}
+KEYS = {
+    "date": DAY,
+    "exchange": "binance",
+    "symbol": "BTCUSDT",
+    "schema_hash": "ab" * 32,
+    "model": "xgboost",
+    "version": "xgboost-20261123T000000.000000Z",
+}
 
 
 def typed_rows(schema: pa.Schema, n: int = 3) -> pa.Table:
@@ -303,6 +310,10 @@ def typed_rows(schema: pa.Schema, n: int = 3) -> pa.Table:
             values[field.name] = [DAY] * n
         elif pa.types.is_timestamp(field.type):
             values[field.name] = [dt.datetime(2026, 11, 23) + dt.timedelta(minutes=5 * i) for i in range(n)]
+        elif pa.types.is_boolean(field.type):
+            values[field.name] = [i % 2 == 0 for i in range(n)]
+        elif pa.types.is_list(field.type):
+            values[field.name] = [[f"{field.name}-{i}", "b"] for i in range(n)]
         else:
             raise AssertionError(f"typed_rows: add a value for {field.type} ({field.name})")
     return pa.table(values, schema=schema)
