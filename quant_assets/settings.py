@@ -85,6 +85,32 @@ def iso_date(name: str, raw: object) -> dt.date:
         raise ConfigError(f"{name}={raw!r}: expected a date written YYYY-MM-DD, e.g. 2026-01-01") from None
 
 
+EXECUTORS = ("in_process", "multiprocess", "celery")  # the values of QT_EXECUTOR
+CELERY_URL_SCHEMES = ("redis://", "rediss://", "amqp://", "pyamqp://", "sqs://")
+
+
+def executor_name(name: str, raw: object) -> str:
+    """`raw` if it names one of :data:`EXECUTORS`."""
+    text = str(raw).strip()
+    if text not in EXECUTORS:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(EXECUTORS)}")
+    return text
+
+
+def celery_url(name: str, raw: object) -> str:
+    """`raw` as a Celery broker or backend URL, e.g. redis://host:6379/0."""
+    text = str(raw).strip() if raw is not None else ""
+    if not text.startswith(CELERY_URL_SCHEMES) or len(text) <= len("redis://"):
+        raise ConfigError(f"{name}={raw!r}: expected a Celery URL, e.g. redis://127.0.0.1:6379/0")
+    return text
+
+
+def executor_choice(env: Mapping[str, str] | None = None) -> str:
+    """``QT_EXECUTOR`` from `env` (default ``os.environ``): how runs execute their steps."""
+    env = os.environ if env is None else env
+    return _as(str, check("QT_EXECUTOR", env.get("QT_EXECUTOR")))
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: name, default (as text), what it means and how it is checked."""
@@ -125,6 +151,24 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         "days of features a model asset trains on (split by time into train, validation and test)",
         positive_int,
+    ),
+    Setting(
+        "QT_EXECUTOR",
+        "in_process",
+        "how a run executes its steps: in_process, multiprocess or celery; read when the definitions load",
+        executor_name,
+    ),
+    Setting(
+        "QT_CELERY_BROKER",
+        "redis://127.0.0.1:6379/0",
+        "Celery broker URL (QT_EXECUTOR=celery); the workers read the same variable",
+        celery_url,
+    ),
+    Setting(
+        "QT_CELERY_BACKEND",
+        "redis://127.0.0.1:6379/1",
+        "Celery result backend URL (QT_EXECUTOR=celery); the workers read the same variable",
+        celery_url,
     ),
 )
 SETTING_BY_NAME: dict[str, Setting] = {s.env: s for s in SETTINGS}
