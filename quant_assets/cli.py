@@ -13,11 +13,16 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from quant_assets.errors import QuantAssetsError
 from quant_assets.log_forwarding import not_forwarded
 from quant_assets.settings import Settings, lookback_start
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+MODEL_CHOICES = ("xgboost", "lightgbm", "nhits", "patchtst")  # quant_assets.models.base.MODEL_NAMES
 DEMO_QUERY = (
     "SELECT symbol, count(*) AS candles, round(stddev(ln(close)), 4) AS log_price_sd "
     "FROM ohlcv GROUP BY symbol ORDER BY candles DESC"
@@ -55,6 +60,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rebuild-stale", action="store_true", help="rebuild them: one feature_table run per range of days"
     )
 
+    train = commands.add_parser(
+        "train", help="train new model versions on the stored feature table; print them against the baselines"
+    )
+    train.add_argument("--days", type=int, default=None, help="training window (default QT_MODEL_TRAIN_DAYS)")
+    train.add_argument(
+        "--models",
+        default=",".join(MODEL_CHOICES),
+        help=f"comma-separated (default {','.join(MODEL_CHOICES)})",
+    )
+    train.add_argument(
+        "--profile", choices=("small", "full"), default="full", help="model configs (default full)"
+    )
+    train.add_argument(
+        "--end-day",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="last day (default: last stored features day)",
+    )
+
+    predict = commands.add_parser("predict", help="each model's latest prediction at the last closed candle")
+    predict.add_argument("--symbol", required=True, help="e.g. BTCUSDT")
+
     args = parser.parse_args(argv)
     # One "planned" event per run instead of one per partition: on SQLite, 9,000 of them cost about
     # 135 s before a backfill starts. The price: a failed run does not mark its partitions failed in
@@ -75,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backfill(days=args.days, end=args.end, symbols=args.symbols)
         if args.command == "features":
             return _features(rebuild_stale=args.rebuild_stale)
+        if args.command == "train":
+            return _train(days=args.days, models=args.models, profile=args.profile, end_day=args.end_day)
+        if args.command == "predict":
+            return _predict(symbol=args.symbol)
         return _catalog(force=args.force)
     except QuantAssetsError as error:  # bad input or configuration: say what, no traceback
         print(f"quant-assets {args.command}: {error}", file=sys.stderr)
@@ -157,6 +188,47 @@ def _demo(*, symbols: int, days: int) -> int:
         f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{catalog}', read_only=True).sql('{DEMO_QUERY}').show()\""
     )
     return 0
+
+
+def _train(*, days: int | None, models: str, profile: str, end_day: dt.date | None) -> int:
+    from quant_assets.defs.assets._model_asset import materialize_models, train_report
+    from quant_assets.defs.orchestrate import default_instance
+
+    chosen = [m.strip() for m in models.split(",") if m.strip()]
+    outcome = materialize_models(
+        chosen, days=days, profile=profile, end_day=end_day, instance=default_instance()
+    )
+    print(train_report(outcome))
+    return 0 if outcome.success else 1
+
+
+def _predict(*, symbol: str) -> int:
+    from quant_assets.models.serving import latest_predictions
+    from quant_assets.store.lake import Lake
+    from quant_assets.symbols import checked_symbol
+
+    lake = Lake(Settings.from_env().data_dir)
+    found = latest_predictions(lake, checked_symbol(symbol), dt.datetime.now(dt.UTC))
+    print(predict_report(symbol, found))
+    return 0 if not found.empty else 1
+
+
+def predict_report(symbol: str, found: pd.DataFrame) -> str:
+    """Each model's latest prediction for `symbol`, promoted versions marked with ``*``."""
+    import pandas as pd
+
+    if found.empty:
+        return f"{symbol}: no model has a version to predict with (run quant-assets train first)"
+    lines = [f"{symbol}: forecast of the 12-bar (1 h) forward log return from the last closed candle"]
+    lines.append(f"  {'model':<9} {'candle (UTC)':<19} {'prediction':>11}  version")
+    for row in found.sort_values("model").itertuples(index=False):
+        mark = "*" if row.promoted else " "
+        lines.append(
+            f"{mark} {row.model:<9} {pd.Timestamp(row.open_time):%Y-%m-%d %H:%M}   "
+            f"{float(row.prediction):>+11.6f}  {row.version}"
+        )
+    lines.append("  * promoted: beat both naive baselines past noise on its test days")
+    return "\n".join(lines)
 
 
 def _backfill(*, days: int | None, end: dt.date | None, symbols: str | None) -> int:
