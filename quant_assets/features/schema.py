@@ -2,7 +2,8 @@
 
 The hash changes when a value could: a feature's name, group, lookback, settle, scope or place, the
 arguments bound to its computation, the code of that computation and of every feature-package
-helper and module-level constant it reaches, the data model (``candles.py``), the TA-Lib version and
+helper and module-level constant it reaches, the data model (``candles.py``), the input windows of
+the sequence models (``sequences.py``), the TA-Lib version and
 :data:`FEATURE_LIBRARY_VERSION`. Code is compared as its syntax tree without docstrings, so comments,
 docstrings, formatting and line numbers never change it; descriptions and NaN documentation are not
 part of it either. A model stores the hash, and :func:`check_schema` refuses another schema.
@@ -27,7 +28,7 @@ import pandas as pd
 import talib
 
 from quant_assets.errors import SchemaMismatchError
-from quant_assets.features import candles
+from quant_assets.features import candles, sequences
 from quant_assets.features.candles import FIVE_MINUTES_MS
 from quant_assets.features.registry import FEATURES, Feature
 
@@ -207,11 +208,20 @@ def _talib_version() -> str:
     return text.split(" ", 1)[0]
 
 
-def schema_hash(features: Sequence[Feature] = FEATURES) -> str:
-    """sha256 hex fingerprint of `features` in order (see the module docstring)."""
+# Modules hashed whole: the data model every feature reads, and the input windows of the sequence
+# models (a model trained on one window rule must not be served another).
+HASHED_MODULES: tuple[types.ModuleType, ...] = (candles, sequences)
+
+
+def schema_hash(
+    features: Sequence[Feature] = FEATURES, *, modules: Sequence[types.ModuleType] = HASHED_MODULES
+) -> str:
+    """sha256 hex fingerprint of `features` in order and of the code of `modules` (see the module
+    docstring)."""
     digest = hashlib.sha256()
     digest.update(f"library={FEATURE_LIBRARY_VERSION}\ntalib={_talib_version()}\n".encode())
-    digest.update(normalized_source(inspect.getsource(candles)).encode())
+    for module in modules:
+        digest.update(normalized_source(inspect.getsource(module)).encode())
     for f in features:
         header = f"\n{f.name}|{f.group}|{f.lookback}|{f.settle}|{f.scope}\n"
         digest.update(header.encode())
