@@ -153,6 +153,12 @@ SETTINGS: tuple[Setting, ...] = (
         positive_int,
     ),
     Setting(
+        "QT_RETRAIN_EVERY_DAYS",
+        "7",
+        "retrain_sensor retrains a model once this many feature_table days newer than its training have landed",
+        positive_int,
+    ),
+    Setting(
         "QT_EXECUTOR",
         "in_process",
         "how a run executes its steps: in_process, multiprocess or celery; read when the definitions load",
