@@ -287,6 +287,7 @@ def parse_kline_page(
             "trades": integers[:, 2],
             "taker_buy_volume": decimals[:, 6],
             "taker_buy_quote_volume": decimals[:, 7],
+            "venue_symbol": pd.Series([symbol] * n, dtype="str"),  # Binance names it as the universe
         },
         columns=list(OHLCV_COLUMNS),
     )

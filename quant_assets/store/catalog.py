@@ -70,9 +70,23 @@ def _features_of_current_schema(source: str) -> str:
     )
 
 
+def _every_column(source: str, schema: pa.Schema) -> str:
+    """`source` with exactly `schema`'s columns in order; a column no file has yet reads NULL."""
+    columns = ", ".join(f'"{field.name}"' for field in schema)
+    empty = ", ".join(f'CAST(NULL AS {_DUCKDB_TYPES[field.type]}) AS "{field.name}"' for field in schema)
+    return f"SELECT {columns} FROM ({source} UNION ALL BY NAME SELECT {empty} WHERE false)"
+
+
 VIEWS: tuple[ViewSpec, ...] = (
     ViewSpec("coin_universe", "coin_universe", schemas.COIN_UNIVERSE),
-    ViewSpec("ohlcv", "ohlcv_daily", schemas.OHLCV),
+    # venue_symbol reads NULL from day files written before it (until `quant-assets catalog`).
+    ViewSpec(
+        "ohlcv",
+        "ohlcv_daily",
+        schemas.OHLCV,
+        union_by_name=True,
+        select=lambda s: _every_column(s, schemas.OHLCV),
+    ),
     ViewSpec(
         "features",
         "features",
@@ -125,7 +139,7 @@ class Catalog:
                 # path as strings, and list the columns in the contract's order.
                 types = ", ".join(f"'{key}': VARCHAR" for key in keys)
                 options += f", hive_partitioning = true, hive_types = {{{types}}}"
-                if view.schema is not None:
+                if view.schema is not None and view.select is None:
                     columns = ", ".join(f'"{name}"' for name in view.schema.names)
             source = f"SELECT {columns} FROM read_parquet('{glob}'{options})"
         elif view.schema is not None:

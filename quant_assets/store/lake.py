@@ -261,6 +261,8 @@ class Lake:
         spec = _spec(table)
         path = self.path(table, **keys)
         arrow = _without_path_columns(table, frame, {name: keys[name] for name in spec.path_keys})
+        if table == "ohlcv":
+            arrow = _with_venue_symbol(arrow, _clean_key("symbol", keys["symbol"]))
         return write_table_atomic(path, to_arrow(arrow, spec.file_schema(schema), spec.sort_by, metadata))
 
     def file_metadata(self, table: str, **keys: object) -> dict[str, str]:
@@ -293,7 +295,7 @@ class Lake:
                 valid = [
                     _with_path_columns(
                         "ohlcv",
-                        table,
+                        _with_venue_symbol(table, source.parent.name.removeprefix("symbol=")),
                         {"exchange": exchange, "symbol": source.parent.name.removeprefix("symbol=")},
                     )
                     for source, table in tables
@@ -321,10 +323,16 @@ class Lake:
             for path in self.files(spec.name):
                 stored = pq.read_schema(path)
                 extra = [name for name in spec.path_keys if name in stored.names]
-                if not extra:
+                # Files written before venue_symbol existed get it: Binance names it as the universe.
+                no_venue_symbol = spec.schema is schemas.OHLCV and "venue_symbol" not in stored.names
+                if not extra and not no_venue_symbol:
                     continue
-                table = pq.read_table(path)
-                write_table_atomic(path, table.drop_columns(extra).replace_schema_metadata(stored.metadata))
+                table = pq.read_table(path).drop_columns(extra)
+                if no_venue_symbol and spec.name == "ohlcv":
+                    table = _with_venue_symbol(table, path.parent.name.removeprefix("symbol="))
+                elif no_venue_symbol:
+                    table = table.append_column("venue_symbol", table.column("symbol"))
+                write_table_atomic(path, table.replace_schema_metadata(stored.metadata))
                 rewritten.append(path)
         return rewritten
 
@@ -340,7 +348,10 @@ class Lake:
         if not path.exists():
             raise StoreError(f"{table} partition {keys} has not been written ({path.name} missing)")
         clean = {name: _clean_key(name, keys[name]) for name in spec.path_keys}
-        return _with_path_columns(table, pq.read_table(path), clean).to_pandas()
+        arrow = pq.read_table(path)
+        if table == "ohlcv":
+            arrow = _with_venue_symbol(arrow, clean["symbol"])
+        return _with_path_columns(table, arrow, clean).to_pandas()
 
     def read_ohlcv(
         self,
@@ -369,8 +380,8 @@ class Lake:
         # The day files' directory gives `exchange`; a file of the older layout holding it too is
         # read alike (DuckDB prefers the hive value).
         query = (
-            "SELECT * FROM read_parquet(?, hive_partitioning = true, hive_types = {'exchange': VARCHAR}) "
-            "WHERE open_time >= ? AND open_time < ?"
+            "SELECT * FROM read_parquet(?, hive_partitioning = true, union_by_name = true, "
+            "hive_types = {'exchange': VARCHAR}) WHERE open_time >= ? AND open_time < ?"
         )
         params: list[object] = [paths, start_utc, end_utc]
         if clean_symbols is not None:
@@ -379,6 +390,12 @@ class Lake:
         query += " ORDER BY symbol, open_time"
         with duckdb.connect() as con:
             found = con.sql(query, params=params).to_arrow_table()
+        # Day files written before the column: Binance names the instrument as the universe does.
+        if "venue_symbol" not in found.column_names:
+            found = found.append_column("venue_symbol", found.column("symbol"))
+        elif found.column("venue_symbol").null_count:
+            filled = pc.coalesce(found.column("venue_symbol"), found.column("symbol"))
+            found = found.set_column(found.column_names.index("venue_symbol"), "venue_symbol", filled)
         return found.select(schemas.OHLCV.names).cast(schemas.OHLCV).to_pandas()
 
     def invalid_ohlcv(self, day: dt.date, *, exchange: str = "binance") -> dict[str, str]:
@@ -426,6 +443,18 @@ def _without_path_columns(table: str, frame: pd.DataFrame | pa.Table, keys: Mapp
                 "nothing was written"
             )
     return arrow.drop_columns(present)
+
+
+def _with_venue_symbol(arrow: pa.Table, symbol: str) -> pa.Table:
+    """`arrow` with ``venue_symbol`` filled where missing or NULL: by default the venue names the
+    instrument as the universe does (Binance); Bybit and OKX rows carry their own name."""
+    if "venue_symbol" not in arrow.column_names:
+        return arrow.append_column("venue_symbol", pa.repeat(symbol, arrow.num_rows).cast(pa.string()))
+    column = arrow.column("venue_symbol")
+    if not column.null_count:
+        return arrow
+    filled = pc.fill_null(column.cast(pa.string()), symbol)
+    return arrow.set_column(arrow.column_names.index("venue_symbol"), "venue_symbol", filled)
 
 
 def _with_path_columns(table: str, arrow: pa.Table, keys: Mapping[str, str]) -> pa.Table:

@@ -38,6 +38,9 @@ OHLCV = pa.schema(
         ("trades", pa.int64()),
         ("taker_buy_volume", pa.float64()),
         ("taker_buy_quote_volume", pa.float64()),
+        # The venue's own instrument name (BTCUSDT on Binance and Bybit, BTC-USDT-SWAP on OKX);
+        # `symbol` is the universe's Binance symbol on every venue. NULL in day files written before.
+        ("venue_symbol", pa.string()),
     ]
 )
 OHLCV_COLUMNS: tuple[str, ...] = tuple(OHLCV.names)

@@ -458,6 +458,7 @@ def test_parses_the_recorded_binance_kline_row() -> None:
             "trades": 308,
             "taker_buy_volume": 1756.87402397,
             "taker_buy_quote_volume": 28.46694368,
+            "venue_symbol": "BTCUSDT",
         }
     ]
     assert candles.dtypes.astype(str).tolist() == [
@@ -468,6 +469,7 @@ def test_parses_the_recorded_binance_kline_row() -> None:
         "int64",
         "float64",
         "float64",
+        "str",
     ]
 
 

@@ -197,7 +197,8 @@ def test_read_ohlcv_returns_the_half_open_window(tmp_path: Path) -> None:
 def old_layout_file(path: Path, frame: pd.DataFrame) -> None:
     """Write `frame` as the lake did before the hive keys left the files: every OHLCV column inside."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False).cast(schemas.OHLCV)
+    before = pa.schema([f for f in schemas.OHLCV if f.name != "venue_symbol"])  # added later
+    table = pa.Table.from_pandas(frame, preserve_index=False).cast(before)
     pq.write_table(table.replace_schema_metadata(None), path, compression="zstd")
 
 
@@ -211,7 +212,9 @@ def test_hive_keys_live_in_the_path_and_reads_put_them_back(tmp_path: Path) -> N
     daily = lake.path("ohlcv_daily", exchange="binance", date=DAY)
     assert pq.read_schema(daily).names == [n for n in schemas.OHLCV.names if n != "exchange"]
     got = lake.read("ohlcv", exchange="binance", symbol="BTCUSDT", date=DAY)
-    pd.testing.assert_frame_equal(got, frame.astype({"trades": "int64"}), check_dtype=False)
+    # venue_symbol defaults to the partition's symbol (Binance names the instrument as the universe).
+    expected = frame.astype({"trades": "int64"}).assign(venue_symbol="BTCUSDT")
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     assert list(got.columns) == list(schemas.OHLCV.names)
     window = lake.read_ohlcv(symbols=None, start=dt.datetime(2026, 11, 23), end=dt.datetime(2026, 11, 24))
     assert list(window.columns) == list(schemas.OHLCV.names)
@@ -263,7 +266,7 @@ def test_an_older_lake_is_read_alike_and_the_catalog_command_rewrites_it(
     old_layout_file(lake.path("ohlcv_daily", exchange="binance", date=DAY), frame)
     with pytest.raises(pa.ArrowTypeError, match="Field exchange has incompatible types"):
         pd.read_parquet(lake.root / "ohlcv")  # what users met before
-    expected = frame.astype({"trades": "int64"})
+    expected = frame.astype({"trades": "int64"}).assign(venue_symbol="ETHUSDT")
     got = lake.read("ohlcv", exchange="binance", symbol="ETHUSDT", date=DAY)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     start = dt.datetime(2026, 11, 23)
