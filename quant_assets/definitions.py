@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from quant_assets.defs.assets._model_asset import retrain_job
 from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.feature_table import feature_table
 from quant_assets.defs.assets.labels import labels
+from quant_assets.defs.assets.lightgbm_model import lightgbm_model
+from quant_assets.defs.assets.nhits_model import nhits_model
 from quant_assets.defs.assets.ohlcv import ohlcv
+from quant_assets.defs.assets.patchtst_model import patchtst_model
+from quant_assets.defs.assets.xgboost_model import xgboost_model
 from quant_assets.defs.automation import (
     coin_universe_job,
     daily_refresh,
@@ -22,8 +27,17 @@ from quant_assets.defs.executors import select_executor
 from quant_assets.defs.resources import build_resources
 
 defs = dg.Definitions(
-    assets=[coin_universe, ohlcv, feature_table, labels],
-    jobs=[coin_universe_job, ohlcv_job, feature_table_job, labels_job],
+    assets=[
+        coin_universe,
+        ohlcv,
+        feature_table,
+        labels,
+        xgboost_model,
+        lightgbm_model,
+        nhits_model,
+        patchtst_model,
+    ],
+    jobs=[coin_universe_job, ohlcv_job, feature_table_job, labels_job, retrain_job],
     schedules=[daily_refresh],
     sensors=[ohlcv_sensor, feature_table_sensor, labels_sensor],
     resources=build_resources(),
