@@ -51,6 +51,7 @@ class Config:
             min_data_in_leaf=20,
             max_bin=63,
             early_stopping_rounds=10,
+            n_jobs=1,  # small data: a second thread only contends on a shared machine
         )
 
 

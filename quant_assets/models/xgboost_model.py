@@ -49,6 +49,7 @@ class Config:
             min_child_weight=20.0,
             max_bin=64,
             early_stopping_rounds=10,
+            n_jobs=1,  # small data: a second thread only contends on a shared machine
         )
 
 
