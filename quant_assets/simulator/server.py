@@ -31,9 +31,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from quant_assets.simulator.binance_api import BinanceApi, banned, request_weight, too_many_requests
+from quant_assets.simulator.bybit_api import PREFIX as BYBIT_PREFIX
+from quant_assets.simulator.bybit_api import BybitApi
 from quant_assets.simulator.coingecko_api import API_PREFIX, RATE_LIMITED_BODY, CoinGeckoApi
 from quant_assets.simulator.faults import Failure, Faults
 from quant_assets.simulator.market import Market
+from quant_assets.simulator.okx_api import PREFIX as OKX_PREFIX
+from quant_assets.simulator.okx_api import OkxApi
 from quant_assets.simulator.wire import Reply, custom_body, html_error, json_reply, retry_after_text
 
 logger = logging.getLogger(__name__)
@@ -271,6 +275,7 @@ class Simulator:
         ban_seconds: float = 120.0,
         n_symbols: int = 120,
         host: str = "127.0.0.1",
+        signal: bool = False,
     ) -> None:
         """Configure a simulator (nothing listens until :meth:`start`).
 
@@ -284,16 +289,22 @@ class Simulator:
             ban_seconds: length of a 418 ban.
             n_symbols: Layer-1/Layer-2 USDT perpetuals in the world.
             host: interface to listen on.
+            signal: plant the weak order-flow signal (:mod:`quant_assets.simulator.market`): the
+                last hour's taker-buy flow moves the next hour's return. Off, returns hold nothing
+                a model could learn.
 
         Raises:
             ValueError: a bad clock, limit, duration or `n_symbols`.
         """
-        self.market = Market(seed=seed, now=now, n_symbols=n_symbols)
+        self.market = Market(seed=seed, now=now, n_symbols=n_symbols, signal=signal)
         self.faults = Faults()
         self.stats = SimStats()
         self.rate_limiter = RateLimiter(weight_limit, window_seconds=window_seconds, ban_seconds=ban_seconds)
         self._binance = BinanceApi(self.market, self.faults)
         self._coingecko = CoinGeckoApi(self.market)
+        # Bybit /v5 and OKX /api/v5 (bybit_api.py, okx_api.py): their faults and rate limits.
+        self.bybit = BybitApi(self.market, self.faults)
+        self.okx = OkxApi(self.market, self.faults)
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -358,6 +369,16 @@ class Simulator:
         return self.url + API_PREFIX
 
     @property
+    def bybit_url(self) -> str:
+        """Base URL of the Bybit endpoints (the client appends ``/v5/market/...``)."""
+        return self.url
+
+    @property
+    def okx_url(self) -> str:
+        """Base URL of the OKX endpoints (the client appends ``/api/v5/...``)."""
+        return self.url
+
+    @property
     def port(self) -> int:
         """The TCP port listened on. Raises ``RuntimeError`` before start."""
         return int(self.url.rsplit(":", 1)[1])
@@ -382,14 +403,21 @@ class Simulator:
         self.faults.clear()
         self.stats.reset()
         self.rate_limiter.reset()
+        self.bybit.reset()
+        self.okx.reset()
 
     # ------------------------------------------------------------------------------- serving
     def _serve(self, handler: _Handler, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
         venue = (
             BINANCE if path.startswith(BINANCE_PREFIX) else COINGECKO if path.startswith(API_PREFIX) else None
         )
-        self.stats._received(path, query, venue, headers)
-        if venue == BINANCE:
+        other = (
+            self.bybit if path.startswith(BYBIT_PREFIX) else self.okx if path.startswith(OKX_PREFIX) else None
+        )
+        self.stats._received(path, query, venue or (other.venue if other is not None else None), headers)
+        if other is not None:
+            (reply, served), weight = other.reply(path, query), 0
+        elif venue == BINANCE:
             reply, weight, served = self._binance_reply(path, query)
         elif venue == COINGECKO:
             (reply, served), weight = self._coingecko_reply(path, query), 0
@@ -464,15 +492,22 @@ class Simulator:
         return reply
 
 
-def run_server(*, port: int, host: str = "127.0.0.1", seed: int = 7, weight_limit: int | None = None) -> None:
+def run_server(
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    seed: int = 7,
+    weight_limit: int | None = None,
+    signal: bool = False,
+) -> None:
     """Serve forever (blocking) on `host`:`port` with the wall clock, until KeyboardInterrupt.
 
-    Used by ``quant-assets simulator --port N``; prints the two base URLs once listening.
+    Used by ``quant-assets simulator --port N [--signal]``; prints the two base URLs once listening.
 
     Raises:
         OSError: the port is taken.
     """
-    simulator = Simulator(port=port, seed=seed, weight_limit=weight_limit, host=host)
+    simulator = Simulator(port=port, seed=seed, weight_limit=weight_limit, host=host, signal=signal)
     # Everything after start() sits inside the try: an interrupt that arrives while the URLs are
     # printed (a caller may act on the first line at once) still stops the server and exits cleanly.
     try:
