@@ -111,6 +111,32 @@ def executor_choice(env: Mapping[str, str] | None = None) -> str:
     return _as(str, check("QT_EXECUTOR", env.get("QT_EXECUTOR")))
 
 
+VENUES = ("binance", "bybit", "okx")  # venues whose candles the ohlcv asset can collect
+
+
+def venue_list(name: str, raw: object) -> str:
+    """`raw` as comma-separated venues of :data:`VENUES`, binance first (the universe's venue)."""
+    given = [part.strip().lower() for part in str(raw).split(",") if part.strip()]
+    unknown = [v for v in given if v not in VENUES]
+    if unknown or "binance" not in given:
+        raise ConfigError(
+            f"{name}={raw!r}: expected venues among {', '.join(VENUES)}, comma-separated, binance "
+            "included (the universe's symbols and the features come from it), e.g. binance,bybit,okx"
+        )
+    return ",".join(v for v in VENUES if v in given)
+
+
+def positive_number(name: str, raw: object) -> float:
+    """`raw` (text or number) as a finite number > 0; raises :class:`ConfigError` naming `name`."""
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={str(raw)!r}: expected a positive number, e.g. 50")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: name, default (as text), what it means and how it is checked."""
@@ -146,6 +172,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("QT_COINGECKO_API_URL", "https://api.coingecko.com/api/v3", "CoinGecko REST base", http_url),
     Setting("QT_COINGECKO_API_KEY", None, "optional key, sent as a header, never logged", optional_text),
+    Setting(
+        "QT_VENUES",
+        "binance",
+        "venues whose candles ohlcv collects, comma-separated (binance,bybit,okx); binance is always in",
+        venue_list,
+    ),
+    Setting("QT_BYBIT_API_URL", "https://api.bybit.com", "Bybit v5 REST base", http_url),
+    Setting("QT_OKX_API_URL", "https://www.okx.com", "OKX v5 REST base", http_url),
+    Setting(
+        "QT_CROSS_VENUE_MAX_BP",
+        "50",
+        "ohlcv cross_venue_close fails when a venue's close is further than this (basis points) from the venues' median",
+        positive_number,
+    ),
     Setting(
         "QT_MODEL_TRAIN_DAYS",
         "60",
@@ -232,6 +272,10 @@ class Settings:
     coingecko_api_url: str
     coingecko_api_key: str | None = field(repr=False)  # a secret: never in a repr or a log
     model_train_days: int = 60
+    venues: str = "binance"
+    bybit_api_url: str = "https://api.bybit.com"
+    okx_api_url: str = "https://www.okx.com"
+    cross_venue_max_bp: float = 50.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -253,6 +297,10 @@ class Settings:
             coingecko_api_url=_as(str, values["QT_COINGECKO_API_URL"]),
             coingecko_api_key=_optional(str, values["QT_COINGECKO_API_KEY"]),
             model_train_days=_as(int, values["QT_MODEL_TRAIN_DAYS"]),
+            venues=_as(str, values["QT_VENUES"]),
+            bybit_api_url=_as(str, values["QT_BYBIT_API_URL"]),
+            okx_api_url=_as(str, values["QT_OKX_API_URL"]),
+            cross_venue_max_bp=_as(float, values["QT_CROSS_VENUE_MAX_BP"]),
         )
 
 
