@@ -126,17 +126,6 @@ def venue_list(name: str, raw: object) -> str:
     return ",".join(v for v in VENUES if v in given)
 
 
-def positive_number(name: str, raw: object) -> float:
-    """`raw` (text or number) as a finite number > 0; raises :class:`ConfigError` naming `name`."""
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name}={str(raw)!r}: expected a positive number, e.g. 50")
-    return value
-
-
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: name, default (as text), what it means and how it is checked."""
@@ -184,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
         "QT_CROSS_VENUE_MAX_BP",
         "50",
         "ohlcv cross_venue_close fails when a venue's close is further than this (basis points) from the venues' median",
-        positive_number,
+        positive_int,
     ),
     Setting(
         "QT_MODEL_TRAIN_DAYS",
@@ -275,7 +264,7 @@ class Settings:
     venues: str = "binance"
     bybit_api_url: str = "https://api.bybit.com"
     okx_api_url: str = "https://www.okx.com"
-    cross_venue_max_bp: float = 50.0
+    cross_venue_max_bp: int = 50
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -300,7 +289,7 @@ class Settings:
             venues=_as(str, values["QT_VENUES"]),
             bybit_api_url=_as(str, values["QT_BYBIT_API_URL"]),
             okx_api_url=_as(str, values["QT_OKX_API_URL"]),
-            cross_venue_max_bp=_as(float, values["QT_CROSS_VENUE_MAX_BP"]),
+            cross_venue_max_bp=_as(int, values["QT_CROSS_VENUE_MAX_BP"]),
         )
 
 
