@@ -28,7 +28,9 @@ from quant_assets import settings
 from quant_assets.log_forwarding import RunLogForwarder
 from quant_assets.sources.binance import BinanceFuturesClient
 from quant_assets.sources.budget import budget_dir_of
+from quant_assets.sources.bybit import BybitClient
 from quant_assets.sources.coingecko import CoinGeckoClient
+from quant_assets.sources.okx import OkxClient
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 
@@ -112,6 +114,27 @@ class CoinGeckoResource(QuantResource):
         )
 
 
+class VenuesResource(QuantResource):
+    """The venues whose candles ohlcv collects (Binance always; Bybit and OKX when enabled)."""
+
+    venues: str = setting_field("QT_VENUES")
+    bybit_url: str = setting_field("QT_BYBIT_API_URL")
+    okx_url: str = setting_field("QT_OKX_API_URL")
+    cross_venue_max_bp: int = setting_field("QT_CROSS_VENUE_MAX_BP")
+    # Each venue's request budget and holds live in <data_dir>/.budget, shared by every process.
+    data_dir: str = setting_field("QT_DATA_DIR")
+
+    def enabled(self) -> tuple[str, ...]:
+        """The enabled venues, binance first."""
+        return tuple(self.venues.split(","))
+
+    def bybit_client(self) -> BybitClient:
+        return BybitClient(self.bybit_url.rstrip("/"), budget_dir=budget_dir_of(Path(self.data_dir)))
+
+    def okx_client(self) -> OkxClient:
+        return OkxClient(self.okx_url.rstrip("/"), budget_dir=budget_dir_of(Path(self.data_dir)))
+
+
 class CollectionConfig(QuantResource):
     """What the pipeline collects: universe size and rule, and how much history."""
 
@@ -125,6 +148,7 @@ _CLASSES: dict[str, type[QuantResource]] = {
     "lake": LakeResource,
     "binance": BinanceResource,
     "coingecko": CoinGeckoResource,
+    "venues": VenuesResource,
     "collection": CollectionConfig,
 }
 
