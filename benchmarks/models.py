@@ -1,0 +1,238 @@
+"""Benchmark: the models on the full table (100 symbols x 90 days of features joined to labels).
+
+Sections, each a function, run in order by :func:`main` (``--sections`` picks some):
+
+* ``trees`` - XGBoost and LightGBM in a child process each (so each peak RSS is its own): the
+  panel read from the lake (:func:`~quant_assets.models.data.load_panel`), then
+  :func:`~quant_assets.models.training.train` as the model assets call it (90-day window, 70/15/15
+  split, early stopping on validation, test vs both baselines, bootstrap, artifact, registry), and
+  the reference fit: 200 rounds on every row of the table (2.59 M x 85) without early stopping, the
+  figure the issue compares with (LightGBM 55 s, XGBoost hist 77 s on 2.59 M x 55) [<= 120 s each,
+  peak RSS <= 8 GiB];
+* ``torch`` - N-HiTS and PatchTST (filled by the torch models' owner);
+* ``inference`` - 100 symbols x 4 models from the store (filled by the serving owner).
+
+The table: the simulator's market (deterministic candles, ``benchmarks/features.py``'s
+``universe_candles``) for 100 symbols over 90 days plus the feature warm-up, stored as the ``ohlcv``
+asset stores it (``write_lake``), then every day of ``feature_table`` and ``labels`` built and written
+as those assets do (:mod:`quant_assets.feature_days`). Building it takes a few minutes; ``--data DIR``
+keeps it in DIR and reuses it on the next run (a marker file names its size).
+
+Figures depend on what else runs: the machine's load average is printed before each section.
+
+Run: ``.venv/bin/python benchmarks/models.py [--sections trees,torch,inference] [--symbols 100]
+[--days 90] [--data DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is no package
+
+from quant_assets import feature_days
+from quant_assets.models.base import TimeRange
+from quant_assets.store.lake import Lake
+
+MARKER = "models-bench.json"
+TREE_MODELS = ("xgboost", "lightgbm")
+
+
+# ----------------------------------------------------------------------------------------- table
+def build_table(root: Path, symbols: int, days: int) -> tuple[Lake, dt.date, dt.date]:
+    """The lake of `symbols` x `days` days of candles, features and labels under `root` (reused when
+    `root` holds one of that size); returns it and its first and last feature day."""
+    marker = root / MARKER
+    if marker.exists():
+        saved = json.loads(marker.read_text())
+        if saved["symbols"] == symbols and saved["days"] == days:
+            first, last = dt.date.fromisoformat(saved["first"]), dt.date.fromisoformat(saved["last"])
+            print(f"table: reusing {root} ({symbols} symbols x {days} days, {first}..{last})")
+            return Lake(root), first, last
+    from features import universe_candles, write_lake  # benchmarks/features.py
+
+    started = time.perf_counter()
+    warm = feature_days.warmup_days()
+    candles = universe_candles(symbols, days + warm + 1)
+    lake, stored_days = write_lake(root, candles)
+    # The first `warm` days are warm-up only; the last day is only the label's future.
+    feature_range = stored_days[warm : warm + days]
+    reader = feature_days.DayReader(lake)
+    for day in feature_range:
+        feature_days.write_feature_day(lake, feature_days.build_feature_day(lake, day, reader=reader))
+    reader = feature_days.DayReader(lake)
+    for day in feature_range:
+        feature_days.write_label_day(lake, feature_days.build_label_day(lake, day, reader=reader))
+    first, last = feature_range[0], feature_range[-1]
+    marker.write_text(
+        json.dumps({"symbols": symbols, "days": len(feature_range), "first": str(first), "last": str(last)})
+    )
+    print(
+        f"table: built {len(feature_range)} feature and label days in {time.perf_counter() - started:.0f} s"
+    )
+    return lake, first, last
+
+
+def peak_rss_mib() -> float:
+    """This process's resident-set high-water mark."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+# ----------------------------------------------------------------------------------------- trees
+def tree_child(model: str, data: Path, first: dt.date, last: dt.date) -> dict[str, float]:
+    """In a child process: read the panel, train() one version, then the 200-round reference fit."""
+    from quant_assets.models import MODELS
+    from quant_assets.models.data import load_panel
+    from quant_assets.models.training import train
+
+    lake = Lake(data)
+    days = (last - first).days + 1
+    figures: dict[str, float] = {}
+
+    started = time.perf_counter()
+    loaded = load_panel(lake, first, last + dt.timedelta(days=1))
+    figures["load_s"] = time.perf_counter() - started
+    figures["rows"] = len(loaded.panel.frame)
+    figures["features"] = len(loaded.panel.features)
+    figures["load_rss_mib"] = peak_rss_mib()
+
+    started = time.perf_counter()
+    result = train(lake, model, end_day=last, days=days)
+    figures["train_s"] = time.perf_counter() - started
+    figures["fit_s"] = result.fit["seconds"]
+    figures["train_rows"] = result.fit["train_rows"]
+    figures["best_iteration"] = result.fit["best_iteration"]
+    figures["rounds"] = result.fit["rounds"]
+    figures["ic"] = float(result.metrics["ic"])
+    figures["promoted"] = float(result.promoted)
+    figures["train_rss_mib"] = peak_rss_mib()
+
+    cls = MODELS[model]
+    config = cls.config_type(num_boost_round=200, early_stopping_rounds=10_000)
+    everything = TimeRange(
+        dt.datetime.combine(first, dt.time()), dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+    )
+    last_day = TimeRange(everything.end - dt.timedelta(days=1), everything.end)
+    reference = cls(config)
+    started = time.perf_counter()
+    fit = reference.fit(loaded.panel, everything, last_day)
+    figures["reference_fit_s"] = time.perf_counter() - started
+    figures["reference_rows"] = fit["train_rows"]
+    figures["reference_rounds"] = fit["rounds"]
+    figures["peak_rss_mib"] = peak_rss_mib()
+    return figures
+
+
+def trees(args: argparse.Namespace, data: Path, first: dt.date, last: dt.date) -> None:
+    """XGBoost and LightGBM on the full table, each in its own process."""
+    print(f"\n== trees ({load()})")
+    header = (
+        f"{'model':<9}{'panel read':>11}{'train()':>9}{'fit':>8}{'rounds':>8}{'test IC':>9}"
+        f"{'200 rounds, all rows':>22}{'peak RSS':>11}"
+    )
+    print(header)
+    for model in TREE_MODELS:
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                model,
+                "--data",
+                str(data),
+                "--first",
+                str(first),
+                "--last",
+                str(last),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            print(f"{model:<9}FAILED\n{done.stderr[-3000:]}")
+            continue
+        f = json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"{model:<9}{f['load_s']:>10.1f}s{f['train_s']:>8.1f}s{f['fit_s']:>7.1f}s"
+            f"{f['best_iteration']:>4.0f}/{f['rounds']:<3.0f}{f['ic']:>9.4f}"
+            f"{f['reference_fit_s']:>21.1f}s{f['peak_rss_mib'] / 1024:>9.2f} GiB"
+        )
+        print(
+            f"{'':<9}panel {f['rows']:,.0f} rows x {f['features']:.0f} features; fit on {f['train_rows']:,.0f} "
+            f"train rows (best/rounds run); reference {f['reference_rows']:,.0f} rows x "
+            f"{f['reference_rounds']:.0f} rounds; RSS after read {f['load_rss_mib'] / 1024:.2f} GiB, "
+            f"after train() {f['train_rss_mib'] / 1024:.2f} GiB; promoted {bool(f['promoted'])}"
+        )
+
+
+# ----------------------------------------------------------------------------------------- torch
+def torch(args: argparse.Namespace, data: Path, first: dt.date, last: dt.date) -> None:
+    """N-HiTS and PatchTST: training time and seconds per step (owner: the torch models)."""
+    print(f"\n== torch ({load()})")
+    print("not filled yet")
+
+
+# ------------------------------------------------------------------------------------- inference
+def inference(args: argparse.Namespace, data: Path, first: dt.date, last: dt.date) -> None:
+    """100 symbols x 4 models from the store (owner: serving)."""
+    print(f"\n== inference ({load()})")
+    print("not filled yet")
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace, Path, dt.date, dt.date], None]] = {
+    "trees": trees,
+    "torch": torch,
+    "inference": inference,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS)
+    )
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--data", type=Path, default=None, help="keep the table here and reuse it")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--first", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--last", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        figures = tree_child(
+            args.child, args.data, dt.date.fromisoformat(args.first), dt.date.fromisoformat(args.last)
+        )
+        print(json.dumps(figures))
+        return 0
+    chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown sections {unknown}; known: {list(SECTIONS)}")
+    with tempfile.TemporaryDirectory(prefix="models-bench-") as tmp:
+        data = args.data.resolve() if args.data is not None else Path(tmp)
+        data.mkdir(parents=True, exist_ok=True)
+        print(load())
+        _, first, last = build_table(data, args.symbols, args.days)
+        for name in chosen:
+            SECTIONS[name](args, data, first, last)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
