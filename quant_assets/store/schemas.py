@@ -72,7 +72,7 @@ MODEL_REGISTRY = pa.schema(
         ("version", pa.string()),  # unique per training, e.g. xgboost-20261129T171530.123456Z
         ("trained_at", pa.timestamp("us")),  # UTC, to the microsecond the version names
         ("train_start", TIMESTAMP),  # first open_time of the training rows (inclusive)
-        ("train_end", TIMESTAMP),  # end of the data the model saw: open times < train_end
+        ("train_end", TIMESTAMP),  # rows fitted or judged have open time < train_end (test end)
         ("feature_schema_hash", pa.string()),
         ("features", pa.list_(pa.string())),  # input columns in order
         ("metrics", pa.string()),  # JSON: test metrics, both baselines, the bootstrap bounds
