@@ -12,20 +12,64 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pandas as pd
 
 from quant_assets.errors import QuantAssetsError
-from quant_assets.sources.binance import BinanceFuturesClient, IncompleteFetchError, ServedCandles
+from quant_assets.sources.binance import IncompleteFetchError, ServedCandles
+from quant_assets.sources.bybit import BybitClient
+from quant_assets.sources.http import VenueSession
+from quant_assets.sources.okx import OkxClient
+from quant_assets.sources.venues import Instrument
 from quant_assets.symbols import checked_symbol
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 LEFT_OUT_REASONS = ("still_open", "exact_repeats", "outside_range")
+
+
+class CandleSource(Protocol):
+    """What the collection needs of a venue: its session (for metering), clock and candles by symbol.
+
+    :class:`~quant_assets.sources.binance.BinanceFuturesClient` is one; :class:`VenueCandles`
+    makes the Bybit and OKX clients one.
+    """
+
+    session: VenueSession
+
+    def now_ms(self) -> int: ...
+
+    def fetch_candles_served(
+        self, symbol: str, start_ms: int, end_ms: int, *, limit: int
+    ) -> ServedCandles: ...
+
+
+class VenueCandles:
+    """A Bybit or OKX client as a :class:`CandleSource` of universe symbols.
+
+    `instruments` maps each universe (Binance) symbol to the venue's instrument of the same coin
+    (:func:`~quant_assets.sources.venues.match_instruments`); the candles carry the universe symbol
+    and the instrument's name in ``venue_symbol``.
+    """
+
+    def __init__(self, client: BybitClient | OkxClient, instruments: Mapping[str, Instrument]) -> None:
+        self.client = client
+        self.session = client.session
+        self.instruments = dict(instruments)
+
+    def now_ms(self) -> int:
+        return self.client.now_ms()
+
+    def fetch_candles_served(self, symbol: str, start_ms: int, end_ms: int, *, limit: int) -> ServedCandles:
+        """The closed candles of the instrument of `symbol` (``KeyError`` if the venue lists none)."""
+        return self.client.fetch_candles_served(
+            self.instruments[symbol], symbol, start_ms, end_ms, limit=limit
+        )
 
 
 @dataclass(frozen=True, order=True)
@@ -141,9 +185,7 @@ def _split_days(outcome: _SymbolOutcome, served: ServedCandles, days: list[dt.da
         )
 
 
-def _fetch_symbol(
-    client: BinanceFuturesClient, symbol: str, days: list[dt.date], *, limit: int
-) -> _SymbolOutcome:
+def _fetch_symbol(client: CandleSource, symbol: str, days: list[dt.date], *, limit: int) -> _SymbolOutcome:
     """Fetch every run of `days` of one symbol.
 
     A run whose request fails for good keeps the days fetched whole before the failure and fails the
@@ -185,7 +227,7 @@ def _fetch_symbol(
 
 
 def collect_ohlcv(
-    client: BinanceFuturesClient,
+    client: CandleSource,
     partitions: Iterable[SymbolDay],
     write: Callable[[SymbolDay, pd.DataFrame], None],
     *,
@@ -210,12 +252,14 @@ def collect_ohlcv(
     A failing symbol never stops the others. Other exceptions (bugs, ``KeyboardInterrupt``) propagate.
 
     Args:
-        client: the Binance client; its shared budget keeps all workers inside the weight limit.
+        client: the venue's candles (the Binance client, or :class:`VenueCandles` of Bybit or
+            OKX); its shared budget keeps all workers inside the venue's limit.
         partitions: the partitions to collect; repeats are collected once.
         write: stores one partition. Always called from the calling thread, one partition at a
             time, so it need not be thread-safe.
         on_progress: called from the calling thread after each symbol.
-        limit: candles per request (499 is the cheapest weight per candle).
+        limit: candles per request (Binance: 499 is the cheapest weight per candle; Bybit up to
+            1,000; OKX up to 100).
         workers: symbols fetched concurrently (threads); 1 fetches in the calling thread.
 
     Returns:
