@@ -131,8 +131,21 @@ class VenuesResource(QuantResource):
     def bybit_client(self) -> BybitClient:
         return BybitClient(self.bybit_url.rstrip("/"), budget_dir=budget_dir_of(Path(self.data_dir)))
 
+    # How often a closed OKX candle served unconfirmed is asked for again, and the first pause (s).
+    okx_confirm_attempts: int = Field(
+        default=5, description="requests of an OKX window with an unconfirmed closed candle"
+    )
+    okx_confirm_wait_seconds: float = Field(
+        default=1.0, description="first pause before asking OKX again (doubles)"
+    )
+
     def okx_client(self) -> OkxClient:
-        return OkxClient(self.okx_url.rstrip("/"), budget_dir=budget_dir_of(Path(self.data_dir)))
+        return OkxClient(
+            self.okx_url.rstrip("/"),
+            confirm_attempts=self.okx_confirm_attempts,
+            confirm_wait_seconds=self.okx_confirm_wait_seconds,
+            budget_dir=budget_dir_of(Path(self.data_dir)),
+        )
 
 
 class CollectionConfig(QuantResource):
