@@ -38,10 +38,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument(
         "--weight-limit", type=int, default=None, help="Binance weight per minute (default: off)"
     )
+    sim.add_argument(
+        "--signal",
+        action="store_true",
+        help="plant the weak order-flow signal models should find (default: off, nothing to learn)",
+    )
 
     demo = commands.add_parser("demo", help="materialize the whole graph against the simulator")
-    demo.add_argument("--symbols", type=int, default=8, help="universe size (default 8)")
-    demo.add_argument("--days", type=int, default=3, help="days of candles (default 3)")
+    demo.add_argument("--symbols", type=int, default=10, help="universe size (default 10)")
+    demo.add_argument(
+        "--days", type=int, default=20, help="days of candles (default 20; the models need 10 or more)"
+    )
 
     backfill = commands.add_parser("backfill", help="collect ohlcv history as ONE run per rectangle")
     backfill.add_argument("--days", type=int, default=None, help="days back (default QT_DATA_LOOKBACK_DAYS)")
@@ -95,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("quant_assets").setLevel(logging.INFO)
     try:
         if args.command == "simulator":
-            return _simulator(args.port, args.weight_limit)
+            return _simulator(args.port, args.weight_limit, signal=args.signal)
         if args.command == "demo":
             return _demo(symbols=args.symbols, days=args.days)
         if args.command == "backfill":
@@ -112,13 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _simulator(port: int, weight_limit: int | None) -> int:
+def _simulator(port: int, weight_limit: int | None, *, signal: bool = False) -> int:
     from quant_assets.simulator import run_server
 
-    print(f"simulator on http://127.0.0.1:{port}  (CoinGecko under /api/v3); Ctrl-C stops it")
+    planted = ", planted signal ON" if signal else ""
+    print(f"simulator on http://127.0.0.1:{port}  (CoinGecko under /api/v3{planted}); Ctrl-C stops it")
     print(f"  export QT_BINANCE_FAPI_URL=http://127.0.0.1:{port}")
     print(f"  export QT_COINGECKO_API_URL=http://127.0.0.1:{port}/api/v3")
-    run_server(port=port, weight_limit=weight_limit)
+    run_server(port=port, weight_limit=weight_limit, signal=signal)
     return 0
 
 
@@ -166,7 +174,8 @@ def _demo(*, symbols: int, days: int) -> int:
 
     if days < 1 or symbols < 1:
         raise QuantAssetsError(f"demo: --days and --symbols must be at least 1, got {days} and {symbols}")
-    with Simulator() as sim:
+    # The planted signal on: the models have something real to find (quant_assets.simulator.market).
+    with Simulator(signal=True) as sim:
         os.environ["QT_BINANCE_FAPI_URL"] = sim.url
         os.environ["QT_COINGECKO_API_URL"] = sim.coingecko_url
         os.environ["QT_MAX_SYMBOLS"] = str(symbols)
@@ -187,7 +196,30 @@ def _demo(*, symbols: int, days: int) -> int:
     print(
         f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{catalog}', read_only=True).sql('{DEMO_QUERY}').show()\""
     )
-    return 0
+    return _demo_models(days=days)
+
+
+def _demo_models(*, days: int) -> int:
+    """The demo's end: train the four models (small configs), predict and score the days after."""
+    from quant_assets.defs.assets._model_asset import DEMO_MIN_DAYS, DEMO_SCORED_DAYS, demo_models
+    from quant_assets.defs.orchestrate import default_instance
+    from quant_assets.defs.partitions import last_complete_day
+
+    if days < DEMO_MIN_DAYS:
+        print(f"\nmodels skipped: they need --days {DEMO_MIN_DAYS} or more")
+        return 0
+    last = last_complete_day()
+    first = last - dt.timedelta(days=days - 1)
+    print(
+        f"\ntraining xgboost, lightgbm, nhits and patchtst (small configs) on {first} .. "
+        f"{last - dt.timedelta(days=DEMO_SCORED_DAYS)}, then predictions and model_evaluation of the days after"
+    )
+    started = time.monotonic()
+    print(demo_models(first, last, instance=default_instance()))
+    print(
+        f"\nmodels trained, predictions and model_evaluation materialized in {time.monotonic() - started:.1f} s\n"
+    )
+    return _predict(symbol="BTCUSDT")
 
 
 def _train(*, days: int | None, models: str, profile: str, end_day: dt.date | None) -> int:

@@ -20,6 +20,17 @@ def simulator() -> Iterator[Simulator]:
         yield sim
 
 
+@pytest.fixture(scope="session")
+def signal_simulator() -> Iterator[Simulator]:
+    """A second simulator with the planted signal on (``Simulator(signal=True)``), wall clock.
+
+    The last hour's taker-buy flow predicts the next hour's return; see
+    ``quant_assets.simulator.market``. The plain ``simulator`` holds nothing a model could learn.
+    """
+    with Simulator(signal=True) as sim:
+        yield sim
+
+
 @pytest.fixture
 def sim(simulator: Simulator) -> Iterator[Simulator]:
     simulator.faults.clear()

@@ -19,6 +19,38 @@ How a price path is made (all seeded by ``(seed, series, day)``, never by the re
 
 Coarser intervals (15m ... 1d) are aggregated from the 5m bars. Memory stays small: only a daily
 path per series (ten years of floats) and an LRU of generated days are kept.
+
+**Nothing to learn by default.** With the signal off, returns carry no serial structure a model could
+use at the 12-bar (1-hour) horizon; only their size is predictable (volatility clustering). The two
+mechanisms that could leave some were measured: the slow mean reversion moves a day's expected return
+by about 0.08 of the day's standard deviation, which bounds the correlation of any predictor with the
+next hour's return at 0.016 (through the scale-free features, whose longest return is a day, 0.002),
+and the bridge leaves bars exactly uncorrelated when the day's target variance equals the bars' summed
+variance, as it does on average. Over 40 seeds x BTCUSDT and ETHUSDT x 650 days, the correlation of
+the past and the next 12-bar return is -0.0015 +- 0.0012 and the lag-1 autocorrelation of 5m
+returns -0.0005 +- 0.0005. ``quant_assets_tests/simulator/test_signal.py`` keeps both within noise.
+
+**The planted signal** (``Market(signal=True)``, ``Simulator(signal=True)``,
+``quant-assets simulator --signal``; off by default). A weak, documented effect that proves the model
+chain both ways: order flow predicts the next hour. Each bar of a series gets an independent flow
+shock ``x ~ N(0, 1)`` (its own seeded stream) that
+
+* shows in the bar's taker-buy share: ``+ SIGNAL_TAKER_SHARE * x`` (0.08; the share is clipped to
+  25-75 % instead of 40-60 %), so the feature library's ``taker_buy_ratio`` and
+  ``taker_buy_ratio_12`` see it; and
+* moves the own (non-BTC) return of the bar ``SIGNAL_LAG_BARS`` (12) later by
+  ``SIGNAL_RETURN_SHARE * sd * x`` (0.3 of that bar's own standard deviation), before the bridge.
+
+So the next 12-bar return (``fwd_ret_12`` at t) holds the flow of exactly the last 12 bars (t-11 ..
+t), which ``taker_buy_ratio_12`` measures, while no return is correlated with any earlier return: the
+last hour's return (the naive baseline) predicts nothing, and a model has to find the taker-buy
+features. For BTCUSDT, whose own return is its whole return, the best possible correlation with
+``fwd_ret_12`` is 0.3 / sqrt(1 + 0.3**2) = 0.29. Measured (seed 7, 10 symbols x 60 days, candles
+ending 2026-11-29): ``taker_buy_ratio_12`` against ``fwd_ret_12``, 0.16 for BTCUSDT and a
+cross-sectional Spearman IC of 0.19 averaged over timestamps (5 symbols x 20 days: 0.14-0.15 over
+seeds); the last 12-bar return's IC stays within 0.01 of 0. Candles stay a pure function of ``(seed,
+series, open_time, signal)``, open = previous close, and every day's return (its last close) is the
+same with the signal on or off.
 """
 
 from __future__ import annotations
@@ -86,7 +118,15 @@ _BAR_LOGVOL_VAR = _BAR_ETA**2 / (1 - _BAR_PHI**2)
 OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES, TAKER_BASE, TAKER_QUOTE = range(9)
 _N_COLUMNS = 9
 
-_DAILY_STREAM, _RETURNS_STREAM, _FIELDS_STREAM = 0, 1, 2
+_DAILY_STREAM, _RETURNS_STREAM, _FIELDS_STREAM, _FLOW_STREAM = 0, 1, 2, 3
+
+# The planted signal (module docstring): how much of the bar's own return standard deviation the last
+# hour's flow moves, and how far a unit of flow moves the taker-buy share.
+SIGNAL_LAG_BARS = 12
+SIGNAL_RETURN_SHARE = 0.3
+SIGNAL_TAKER_SHARE = 0.08
+_TAKER_CLIP = (0.4, 0.6)
+_TAKER_CLIP_SIGNAL = (0.25, 0.75)
 _DAY_CACHE_SIZE = 1024  # ~21 MB: 288 x 9 float64 per day; a backfill reads each day about twice
 _RETURNS_CACHE_SIZE = 2048  # BTC days are read by every coin of the same day
 
@@ -229,7 +269,9 @@ class Market:
     Thread-safe: generated data are immutable and cached; the clock is one attribute.
     """
 
-    def __init__(self, *, seed: int = 7, now: datetime | None = None, n_symbols: int = 120) -> None:
+    def __init__(
+        self, *, seed: int = 7, now: datetime | None = None, n_symbols: int = 120, signal: bool = False
+    ) -> None:
         """Build the catalogue and contracts (price paths are generated lazily).
 
         Args:
@@ -237,11 +279,14 @@ class Market:
             now: a fixed market clock (UTC; naive values are read as UTC), or ``None`` for the real
                 wall clock.
             n_symbols: Layer-1/Layer-2 USDT perpetuals in the world (see ``build_catalogue``).
+            signal: plant the order-flow signal of the module docstring (fixed for the market's
+                life: candles are cached).
 
         Raises:
             ValueError: a clock before the epoch or past the ten-year horizon, or a bad `n_symbols`.
         """
         self.seed = int(seed)
+        self.signal = bool(signal)
         self._fixed_now_ms: int | None = None
         self.set_now(now)
         # Mid-history listings are placed relative to the day the market was created, so "listed
@@ -258,6 +303,7 @@ class Market:
         self._build_contracts()
         self._day_returns = functools.lru_cache(maxsize=_RETURNS_CACHE_SIZE)(self._make_day_returns)
         self._day_bars = functools.lru_cache(maxsize=_DAY_CACHE_SIZE)(self._make_day_bars)
+        self._day_flow = functools.lru_cache(maxsize=_RETURNS_CACHE_SIZE)(self._make_day_flow)
 
     # ----------------------------------------------------------------------------------- clock
     def set_now(self, now: datetime | None) -> None:
@@ -478,6 +524,8 @@ class Market:
             daily.idio_sigma[day] / math.sqrt(BARS_PER_DAY) * _VOL_PROFILE * np.exp(logvol - _BAR_LOGVOL_VAR)
         )
         own = bar_sd * t_draws
+        if self.signal:
+            own += SIGNAL_RETURN_SHARE * bar_sd * self._flow_lagged(key, day)
         if key == MARKET_SERIES or spec.beta == 0.0:
             common = np.zeros(BARS_PER_DAY)
         else:
@@ -491,6 +539,21 @@ class Market:
         returns = common + own
         returns.flags.writeable = False
         return returns
+
+    def _make_day_flow(self, key: str, day: int) -> np.ndarray:
+        """The planted signal's 288 flow shocks of UTC day `day`, N(0, 1) (zeros before the epoch)."""
+        if day < 0:
+            flow = np.zeros(BARS_PER_DAY)
+        else:
+            flow = self._rng(key, _FLOW_STREAM, day).standard_normal(BARS_PER_DAY)
+        flow.flags.writeable = False
+        return flow
+
+    def _flow_lagged(self, key: str, day: int) -> np.ndarray:
+        """Per bar of `day`, the flow shock of the bar ``SIGNAL_LAG_BARS`` earlier (the day before
+        included): N(0, 1), known an hour before the bar opens."""
+        lag = SIGNAL_LAG_BARS
+        return np.concatenate((self._day_flow(key, day - 1)[-lag:], self._day_flow(key, day)[:-lag]))
 
     def _make_day_bars(self, key: str, day: int) -> np.ndarray:
         """The 288 x 9 candle matrix of UTC day `day` (columns OPEN ... TAKER_QUOTE)."""
@@ -522,10 +585,11 @@ class Market:
         trades = np.maximum(
             1.0, np.rint(quote / spec.trade_size_usd * np.exp(rng.normal(0.0, 0.2, BARS_PER_DAY)))
         )
-        # Takers buy more in up bars: 40-60 % of the volume.
-        taker_share = np.clip(
-            0.5 + 0.06 * np.tanh(returns / bar_sd) + rng.normal(0.0, 0.02, BARS_PER_DAY), 0.4, 0.6
-        )
+        # Takers buy more in up bars: 40-60 % of the volume (30-70 % with the planted flow).
+        taker_share = 0.5 + 0.06 * np.tanh(returns / bar_sd) + rng.normal(0.0, 0.02, BARS_PER_DAY)
+        if self.signal:
+            taker_share += SIGNAL_TAKER_SHARE * self._day_flow(key, day)
+        taker_share = np.clip(taker_share, *(_TAKER_CLIP_SIGNAL if self.signal else _TAKER_CLIP))
         taker = volume * taker_share
         bars = np.empty((BARS_PER_DAY, _N_COLUMNS))
         bars[:, OPEN], bars[:, HIGH], bars[:, LOW], bars[:, CLOSE] = open_, high, low, close

@@ -275,6 +275,7 @@ class Simulator:
         ban_seconds: float = 120.0,
         n_symbols: int = 120,
         host: str = "127.0.0.1",
+        signal: bool = False,
     ) -> None:
         """Configure a simulator (nothing listens until :meth:`start`).
 
@@ -288,11 +289,14 @@ class Simulator:
             ban_seconds: length of a 418 ban.
             n_symbols: Layer-1/Layer-2 USDT perpetuals in the world.
             host: interface to listen on.
+            signal: plant the weak order-flow signal (:mod:`quant_assets.simulator.market`): the
+                last hour's taker-buy flow moves the next hour's return. Off, returns hold nothing
+                a model could learn.
 
         Raises:
             ValueError: a bad clock, limit, duration or `n_symbols`.
         """
-        self.market = Market(seed=seed, now=now, n_symbols=n_symbols)
+        self.market = Market(seed=seed, now=now, n_symbols=n_symbols, signal=signal)
         self.faults = Faults()
         self.stats = SimStats()
         self.rate_limiter = RateLimiter(weight_limit, window_seconds=window_seconds, ban_seconds=ban_seconds)
@@ -488,15 +492,22 @@ class Simulator:
         return reply
 
 
-def run_server(*, port: int, host: str = "127.0.0.1", seed: int = 7, weight_limit: int | None = None) -> None:
+def run_server(
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    seed: int = 7,
+    weight_limit: int | None = None,
+    signal: bool = False,
+) -> None:
     """Serve forever (blocking) on `host`:`port` with the wall clock, until KeyboardInterrupt.
 
-    Used by ``quant-assets simulator --port N``; prints the two base URLs once listening.
+    Used by ``quant-assets simulator --port N [--signal]``; prints the two base URLs once listening.
 
     Raises:
         OSError: the port is taken.
     """
-    simulator = Simulator(port=port, seed=seed, weight_limit=weight_limit, host=host)
+    simulator = Simulator(port=port, seed=seed, weight_limit=weight_limit, host=host, signal=signal)
     # Everything after start() sits inside the try: an interrupt that arrives while the URLs are
     # printed (a caller may act on the first line at once) still stops the server and exits cleanly.
     try:
