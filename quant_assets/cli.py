@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MODEL_CHOICES = ("xgboost", "lightgbm", "nhits", "patchtst")  # quant_assets.models.base.MODEL_NAMES
+VENUES_QUERY = (  # the demo's rows per venue (QT_VENUES=binance,bybit,okx shows three)
+    "SELECT exchange, count(DISTINCT symbol) AS symbols, count(*) AS candles, "
+    "count(trades) AS with_trade_count FROM ohlcv GROUP BY exchange ORDER BY exchange"
+)
 DEMO_QUERY = (
     "SELECT symbol, count(*) AS candles, round(stddev(ln(close)), 4) AS log_price_sd "
     "FROM ohlcv GROUP BY symbol ORDER BY candles DESC"
@@ -126,6 +130,7 @@ def _simulator(port: int, weight_limit: int | None, *, signal: bool = False) -> 
     print(f"simulator on http://127.0.0.1:{port}  (CoinGecko under /api/v3{planted}); Ctrl-C stops it")
     print(f"  export QT_BINANCE_FAPI_URL=http://127.0.0.1:{port}")
     print(f"  export QT_COINGECKO_API_URL=http://127.0.0.1:{port}/api/v3")
+    print(f"  export QT_BYBIT_API_URL=http://127.0.0.1:{port} QT_OKX_API_URL=http://127.0.0.1:{port}")
     run_server(port=port, weight_limit=weight_limit, signal=signal)
     return 0
 
@@ -178,6 +183,8 @@ def _demo(*, symbols: int, days: int) -> int:
     with Simulator(signal=True) as sim:
         os.environ["QT_BINANCE_FAPI_URL"] = sim.url
         os.environ["QT_COINGECKO_API_URL"] = sim.coingecko_url
+        os.environ["QT_BYBIT_API_URL"] = sim.bybit_url
+        os.environ["QT_OKX_API_URL"] = sim.okx_url
         os.environ["QT_MAX_SYMBOLS"] = str(symbols)
         os.environ.setdefault("QT_DATA_DIR", "./data")
         # Partitions start with the demo's first day, so the UI's "missing" means "not fetched".
@@ -192,6 +199,11 @@ def _demo(*, symbols: int, days: int) -> int:
     print(per_symbol.to_string(index=False))
     print()
     print(tables.to_string(index=False))
+    import duckdb
+
+    with duckdb.connect(str(catalog), read_only=True) as con:
+        print(f"\nohlcv rows per venue (QT_VENUES={Settings.from_env().venues}):")
+        print(con.sql(VENUES_QUERY).df().to_string(index=False))
     print(f"\nQuery the catalog {catalog} (read-only, safe while runs write), e.g.:")
     print(
         f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{catalog}', read_only=True).sql('{DEMO_QUERY}').show()\""
