@@ -81,9 +81,8 @@ def test_the_graph_runs_on_postgres_instance_storage(
 # ------------------------------------------------------------------------------------------------
 # deploy/dagster.yaml itself: the daemon runs the schedule and the sensors on it, and a restart of
 # the daemon neither loses nor redoes anything.
-DAEMON_START_TIMEOUT_S = 180  # bounds a failure only: loading the code on 2 busy cores is slow
-CHAIN_TIMEOUT_S = 600  # sensor intervals (60-120 s) and a process per run; bounds a failure only
-QUIET_SENSOR_TIMEOUT_S = 400  # every sensor ticks once more after the restart (interval <= 120 s)
+CHAIN_TIMEOUT_S = 480  # bounds a failure only: a process per run on 2 busy cores
+RESTART_TICKS_TIMEOUT_S = 400  # each chain sensor ticks again after the restart (interval <= 120 s)
 IN_FLIGHT = (
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -91,32 +90,44 @@ IN_FLIGHT = (
     dg.DagsterRunStatus.STARTED,
 )
 CHAIN = ("coin_universe", "ohlcv", "labels", "feature_table")
+CHAIN_SENSORS = ("ohlcv_sensor", "labels_sensor", "feature_table_sensor")
 
 
-def arm_todays_schedule_tick(instance: dg.DagsterInstance, workspace: Path) -> dt.datetime:
-    """Record the schedule as running since 24 h ago, so the daemon owes it the last 00:10 tick.
+class Operator:
+    """What a person does in the UI, done on the instance: the schedule's and sensors' states.
 
-    That is the state of a deployment whose daemon was down at 00:10: on start, the daemon catches
-    up the missed tick (at most `max_catchup_runs`). Returns the tick's scheduled time.
+    The code location is loaded once, as the daemon loads it, so the states recorded here are the
+    ones the daemon reads (same origins and selector ids).
     """
-    from dagster._core.scheduler.instigation import (
-        InstigatorState,
-        InstigatorStatus,
-        InstigatorType,
-        ScheduleInstigatorData,
-    )
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-    now = dt.datetime.now(dt.UTC)
-    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context:
-        repo = (
-            context.create_request_context()
-            .get_code_location("quant_assets")
-            .get_repository("__repository__")
+    def __init__(self, instance: dg.DagsterInstance, workspace: Path) -> None:
+        from dagster._core.workspace.context import WorkspaceProcessContext
+        from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+        self.instance = instance
+        self._context = WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)]))
+        location = self._context.create_request_context().get_code_location("quant_assets")
+        self.repo = location.get_repository("__repository__")
+
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    def owe_the_last_schedule_tick(self, name: str) -> dt.datetime:
+        """Record schedule `name` as running since 24 h ago, so the daemon owes it the last 00:10 tick.
+
+        That is the state of a deployment whose daemon was down at 00:10: on start, the daemon
+        catches up the missed tick (at most ``max_catchup_runs``). Returns the tick's scheduled time.
+        """
+        from dagster._core.scheduler.instigation import (
+            InstigatorState,
+            InstigatorStatus,
+            InstigatorType,
+            ScheduleInstigatorData,
         )
-        schedule = repo.get_schedule("daily_refresh")
-        instance.add_instigator_state(
+
+        now = dt.datetime.now(dt.UTC)
+        schedule = self.repo.get_schedule(name)
+        self.instance.add_instigator_state(
             InstigatorState(
                 schedule.get_remote_origin(),
                 InstigatorType.SCHEDULE,
@@ -124,8 +135,15 @@ def arm_todays_schedule_tick(instance: dg.DagsterInstance, workspace: Path) -> d
                 ScheduleInstigatorData(schedule.cron_schedule, (now - dt.timedelta(days=1)).timestamp()),
             )
         )
-    tick = now.replace(hour=0, minute=10, second=0, microsecond=0)
-    return tick if tick <= now else tick - dt.timedelta(days=1)
+        tick = now.replace(hour=0, minute=10, second=0, microsecond=0)
+        return tick if tick <= now else tick - dt.timedelta(days=1)
+
+    def stop_every_sensor(self) -> None:
+        for sensor in self.repo.get_sensors():
+            self.instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+
+    def start_sensor(self, name: str) -> None:
+        self.instance.start_sensor(self.repo.get_sensor(name))
 
 
 def instigators(instance: dg.DagsterInstance) -> dict[str, Any]:
@@ -133,7 +151,8 @@ def instigators(instance: dg.DagsterInstance) -> dict[str, Any]:
     return {state.instigator_name: state for state in instance.all_instigator_state()}
 
 
-def ticks_of(instance: dg.DagsterInstance, state: Any, *, after: float | None = None) -> list[Any]:
+def ticks_of(instance: dg.DagsterInstance, name: str, *, after: float | None = None) -> list[Any]:
+    state = instigators(instance)[name]
     return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after))
 
 
@@ -162,92 +181,86 @@ def test_the_daemon_on_the_deployment_file_survives_a_restart(sim: Simulator, tm
             "QT_DATA_LOOKBACK_DAYS": "1",
             "QT_HISTORY_START": str(today - dt.timedelta(days=4)),
         }
+        daemon_argv = [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")]
         daemon_env = base_env(**qt_env)
         with environ(qt_env), dg.DagsterInstance.get() as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
             assert instance.managed_python_loggers == ["quant_assets"]
-            tick_time = arm_todays_schedule_tick(instance, home / "workspace.yaml")
-            day = tick_time.date() - dt.timedelta(days=1)  # the schedule snapshots the day that ended
-
-            # Arrange/Act: the daemon alone, from the schedule's tick to the last sensor's run.
-            daemon = Service(
-                [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")],
-                env=daemon_env, log=tmp_path / "daemon-1.log", cwd=tmp_path,
-            )  # fmt: skip
+            operator = Operator(instance, home / "workspace.yaml")
             try:
-                done = {"coin_universe": 1, "ohlcv": 3, "labels": 1, "feature_table": 1, "in_flight": 0}
-                wait_for(
-                    lambda: (daemon.alive() and chain_state(instance, day) == done) or not daemon.alive(),
-                    timeout_s=CHAIN_TIMEOUT_S,
-                    what=f"the chain of {day} (now {chain_state(instance, day)})",
-                    every_s=2,
-                )
-                assert daemon.alive(), daemon.tail()
-            finally:
-                daemon.stop()
-            runs_before = {r.run_id: r.status for r in instance.get_runs()}
-            states_before = instigators(instance)
-            partitions_before = {a: instance.get_materialized_partitions(dg.AssetKey(a)) for a in CHAIN}
+                tick_time = operator.owe_the_last_schedule_tick("daily_refresh")
+                day = tick_time.date() - dt.timedelta(days=1)  # the schedule snapshots the day that ended
+                # The sensors are turned on as their inputs land, as an operator would on a new
+                # deployment: each first tick comes at once instead of after its interval (60-120 s).
+                # Sensors outside this chain (models) stay off.
+                operator.stop_every_sensor()
 
-            # Restart: a new daemon process on the same database.
-            restarted = time.time()
-            daemon = Service(
-                [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")],
-                env=daemon_env, log=tmp_path / "daemon-2.log", cwd=tmp_path,
-            )  # fmt: skip
-            sensors = [n for n, s in states_before.items() if s.instigator_type.value == "SENSOR"]
-            try:
-                wait_for(
-                    lambda: (
-                        all(ticks_of(instance, instigators(instance)[n], after=restarted) for n in sensors)
-                        or not daemon.alive()
-                    ),
-                    timeout_s=QUIET_SENSOR_TIMEOUT_S,
-                    what="one tick of every sensor after the restart",
-                    every_s=2,
-                )
-                assert daemon.alive(), daemon.tail()
-            finally:
-                daemon.stop()
-            states_after = instigators(instance)
+                # Act 1: the daemon alone, from the schedule's tick to the last sensor's run.
+                daemon = Service(daemon_argv, env=daemon_env, log=tmp_path / "daemon-1.log", cwd=tmp_path)
+                try:
 
-            # Assert: the first daemon's work is all there and succeeded ...
-            chain_runs = [r for r in instance.get_runs() if r.run_id in runs_before]
-            assert {r.job_name for r in chain_runs} >= {
-                "coin_universe_job",
-                "ohlcv_job",
-                "labels_job",
-                "feature_table_job",
-            }
-            assert all(status == dg.DagsterRunStatus.SUCCESS for status in runs_before.values()), runs_before
-            schedule = states_before["daily_refresh"]
-            schedule_ticks = ticks_of(instance, schedule)
+                    def reached(**wanted: int) -> bool:
+                        assert daemon.alive(), daemon.tail()
+                        now = chain_state(instance, day)
+                        return all(now[key] == value for key, value in wanted.items())
+
+                    wait_for(lambda: reached(coin_universe=1, in_flight=0), timeout_s=CHAIN_TIMEOUT_S,
+                             what=f"the schedule's coin_universe {day}")  # fmt: skip
+                    operator.start_sensor("ohlcv_sensor")
+                    wait_for(lambda: reached(ohlcv=3, in_flight=0), timeout_s=CHAIN_TIMEOUT_S,
+                             what=f"ohlcv of {day} for 3 symbols")  # fmt: skip
+                    operator.start_sensor("labels_sensor")
+                    operator.start_sensor("feature_table_sensor")
+                    wait_for(lambda: reached(labels=1, feature_table=1, in_flight=0), timeout_s=CHAIN_TIMEOUT_S,
+                             what=f"labels and features of {day}")  # fmt: skip
+                finally:
+                    daemon.stop()
+                runs_before = {r.run_id: (r.job_name, r.status) for r in instance.get_runs()}
+                cursors_before = {n: instigators(instance)[n].instigator_data.cursor for n in CHAIN_SENSORS}
+                partitions_before = {a: instance.get_materialized_partitions(dg.AssetKey(a)) for a in CHAIN}
+
+                # Act 2: a new daemon process on the same database, until every chain sensor ticked.
+                restarted = time.time()
+                daemon = Service(daemon_argv, env=daemon_env, log=tmp_path / "daemon-2.log", cwd=tmp_path)
+                try:
+                    wait_for(
+                        lambda: not daemon.alive()
+                        or all(ticks_of(instance, n, after=restarted) for n in CHAIN_SENSORS),
+                        timeout_s=RESTART_TICKS_TIMEOUT_S,
+                        what="one tick of every chain sensor after the restart",
+                        every_s=2,
+                    )  # fmt: skip
+                    assert daemon.alive(), daemon.tail()
+                finally:
+                    daemon.stop()
+            finally:
+                operator.close()
+
+            # Assert: the first daemon's work is all there and succeeded: one run per stage ...
+            jobs = sorted(job for job, _ in runs_before.values())
+            assert jobs == ["coin_universe_job", "feature_table_job", "labels_job", "ohlcv_job"], runs_before
+            assert {status for _, status in runs_before.values()} == {dg.DagsterRunStatus.SUCCESS}
+            schedule_ticks = ticks_of(instance, "daily_refresh")
             assert [t.status.value for t in schedule_ticks] == ["SUCCESS"]
             assert dt.datetime.fromtimestamp(schedule_ticks[0].timestamp, dt.UTC) == tick_time
-            # ... survived the restart (run history, partitions, sensor cursors) ...
-            assert {r.run_id: r.status for r in instance.get_runs()} == runs_before
+            assert all(cursors_before.values()), cursors_before
+            # ... it survived the restart: run history, partitions, sensor cursors ...
+            assert {r.run_id: (r.job_name, r.status) for r in instance.get_runs()} == runs_before
+            partitions_after = {a: instance.get_materialized_partitions(dg.AssetKey(a)) for a in CHAIN}
+            assert partitions_after == partitions_before
+            assert len(partitions_after["ohlcv"]) == 3
             assert {
-                a: instance.get_materialized_partitions(dg.AssetKey(a)) for a in CHAIN
-            } == partitions_before
-            assert len(partitions_before["ohlcv"]) == 3
-            # The sensors that requested runs: ohlcv's after the snapshot, then labels and features.
-            active = [
-                n
-                for n in sensors
-                if any(t.status.value == "SUCCESS" for t in ticks_of(instance, states_before[n]))
-            ]
-            assert len(active) >= 2, sensors
-            for name in active:
-                assert states_before[name].instigator_data.cursor, f"{name} never stored a cursor"
-            for name in sensors:
-                assert states_after[name].instigator_data.cursor == states_before[name].instigator_data.cursor
-                # ... and the restarted daemon's ticks found nothing left to do.
-                after = ticks_of(instance, states_after[name], after=restarted)
+                n: instigators(instance)[n].instigator_data.cursor for n in CHAIN_SENSORS
+            } == cursors_before
+            # ... and the restarted daemon found nothing left to do: its sensor ticks skipped, and the
+            # schedule's tick, recorded as done, was not caught up again.
+            for name in CHAIN_SENSORS:
+                after = ticks_of(instance, name, after=restarted)
                 assert after, f"{name} did not tick after the restart"
-                assert all(t.status.value == "SKIPPED" for t in after), (name, after)
-            assert ticks_of(instance, states_after["daily_refresh"], after=restarted) == []
-            assert query(tmp_path / "data", "SELECT count(DISTINCT symbol) FROM ohlcv") == [(3,)]
+                assert {t.status.value for t in after} == {"SKIPPED"}, (name, after)
+            assert ticks_of(instance, "daily_refresh", after=restarted) == []
+    assert query(tmp_path / "data", "SELECT count(DISTINCT symbol) FROM ohlcv") == [(3,)]
 
 
 # ------------------------------------------------------------------------------------------------
