@@ -165,6 +165,7 @@ def materialize_window(
             "max(o.open_time) AS last_candle, round(last(o.close ORDER BY o.open_time), 6) AS last_close, "
             "(SELECT count(*) FROM features f WHERE f.symbol = o.symbol) AS feature_rows "
             "FROM ohlcv o LEFT JOIN coin_universe u ON u.symbol = o.symbol AND u.snapshot_date = ? "
+            "WHERE o.exchange = 'binance' "  # the reference venue; the demo prints rows per venue apart
             "GROUP BY u.rank, o.symbol ORDER BY u.rank NULLS LAST, o.symbol",
             [day],
         ).df()
