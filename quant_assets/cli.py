@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--end", type=dt.date.fromisoformat, default=None, help="last day (default yesterday)"
     )
     backfill.add_argument("--symbols", default=None, help="comma-separated; default: every symbol partition")
+    backfill.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run in this process (the fast local mode) instead of submitting to $DAGSTER_HOME's instance",
+    )
 
     catalog = commands.add_parser("catalog", help="compact the ohlcv day files and (re)create the views")
     catalog.add_argument("--force", action="store_true", help="recreate every view (after moving the data)")
@@ -110,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(symbols=args.symbols, days=args.days)
         if args.command == "backfill":
-            return _backfill(days=args.days, end=args.end, symbols=args.symbols)
+            return _backfill(days=args.days, end=args.end, symbols=args.symbols, in_process=args.in_process)
         if args.command == "features":
             return _features(rebuild_stale=args.rebuild_stale)
         if args.command == "train":
@@ -275,12 +280,16 @@ def predict_report(symbol: str, found: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _backfill(*, days: int | None, end: dt.date | None, symbols: str | None) -> int:
+def _backfill(*, days: int | None, end: dt.date | None, symbols: str | None, in_process: bool = False) -> int:
+    """One ``ohlcv_job`` run per rectangle, submitted to the instance's run coordinator and followed
+    (or, with `in_process`, run here); exit 1 naming the failed runs and symbol-days."""
     from quant_assets.defs.orchestrate import backfill_ohlcv
 
     settings = Settings.from_env()
     chosen = [s.strip() for s in symbols.split(",")] if symbols else None
-    result = backfill_ohlcv(days=days or settings.lookback_days, end=end, symbols=chosen)
+    result = backfill_ohlcv(
+        days=days or settings.lookback_days, end=end, symbols=chosen, in_process=in_process
+    )
     print(result)
     return 0 if result.success else 1
 

@@ -30,6 +30,8 @@ from quant_assets.feature_days import stale_feature_days, warmup_days
 from quant_assets.features import feature_schema
 from quant_assets.ohlcv_collect import consecutive_runs
 
+REASON_TAG = "quant_assets/reason"  # why a run was requested, shown with the run in the UI
+
 coin_universe_job = dg.define_asset_job("coin_universe_job", selection="coin_universe")
 ohlcv_job = dg.define_asset_job("ohlcv_job", selection="ohlcv")
 feature_table_job = dg.define_asset_job("feature_table_job", selection="feature_table")
@@ -91,7 +93,7 @@ def range_run_request(
     return dg.RunRequest(
         run_key=f"ohlcv-{tags[RANGE_START]}-{tags[RANGE_END]}-{attempt}",
         job_name=ohlcv_job.name,
-        tags={**tags, "quant_assets/reason": reason},
+        tags={**tags, REASON_TAG: reason},
     )
 
 
@@ -154,7 +156,7 @@ def day_range_requests(days: Iterable[dt.date], *, key: str, reason: str) -> lis
     return [
         dg.RunRequest(
             run_key=f"{key}-{first}-{last}",
-            tags={**day_range_tags(first, last), "quant_assets/reason": reason},
+            tags={**day_range_tags(first, last), REASON_TAG: reason},
         )
         for first, last in consecutive_runs(set(days))
     ]
