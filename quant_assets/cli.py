@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="last day (default: last stored features day)",
     )
+    train.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train in this process instead of submitting a retrain_job run to $DAGSTER_HOME's instance",
+    )
 
     predict = commands.add_parser("predict", help="each model's latest prediction at the last closed candle")
     predict.add_argument("--symbol", required=True, help="e.g. BTCUSDT")
@@ -119,7 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "features":
             return _features(rebuild_stale=args.rebuild_stale)
         if args.command == "train":
-            return _train(days=args.days, models=args.models, profile=args.profile, end_day=args.end_day)
+            return _train(
+                days=args.days,
+                models=args.models,
+                profile=args.profile,
+                end_day=args.end_day,
+                in_process=args.in_process,
+            )
         if args.command == "predict":
             return _predict(symbol=args.symbol)
         return _catalog(force=args.force)
@@ -239,14 +250,19 @@ def _demo_models(*, days: int) -> int:
     return _predict(symbol="BTCUSDT")
 
 
-def _train(*, days: int | None, models: str, profile: str, end_day: dt.date | None) -> int:
+def _train(
+    *, days: int | None, models: str, profile: str, end_day: dt.date | None, in_process: bool = False
+) -> int:
     from quant_assets.defs.assets._model_asset import materialize_models, train_report
-    from quant_assets.defs.orchestrate import default_instance
+    from quant_assets.defs.orchestrate import default_instance, submit_training
 
     chosen = [m.strip() for m in models.split(",") if m.strip()]
-    outcome = materialize_models(
-        chosen, days=days, profile=profile, end_day=end_day, instance=default_instance()
-    )
+    if in_process or _no_instance():
+        outcome = materialize_models(
+            chosen, days=days, profile=profile, end_day=end_day, instance=default_instance()
+        )
+    else:  # one retrain_job run through the instance's run coordinator, followed to its end
+        outcome = submit_training(chosen, days=days, profile=profile, end_day=end_day)
     print(train_report(outcome))
     return 0 if outcome.success else 1
 
@@ -280,6 +296,14 @@ def predict_report(symbol: str, found: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _no_instance() -> bool:
+    """True (and says so) when ``$DAGSTER_HOME`` is unset: no instance to submit to, run here."""
+    if os.environ.get("DAGSTER_HOME"):
+        return False
+    print("DAGSTER_HOME is not set: running in this process (as --in-process)", file=sys.stderr)
+    return True
+
+
 def _backfill(*, days: int | None, end: dt.date | None, symbols: str | None, in_process: bool = False) -> int:
     """One ``ohlcv_job`` run per rectangle, submitted to the instance's run coordinator and followed
     (or, with `in_process`, run here); exit 1 naming the failed runs and symbol-days."""
@@ -287,6 +311,7 @@ def _backfill(*, days: int | None, end: dt.date | None, symbols: str | None, in_
 
     settings = Settings.from_env()
     chosen = [s.strip() for s in symbols.split(",")] if symbols else None
+    in_process = in_process or _no_instance()
     result = backfill_ohlcv(
         days=days or settings.lookback_days, end=end, symbols=chosen, in_process=in_process
     )

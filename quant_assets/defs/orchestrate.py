@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
@@ -44,6 +45,9 @@ from quant_assets.settings import Settings
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 from quant_assets.symbols import checked_symbol
+
+if TYPE_CHECKING:
+    from quant_assets.defs.assets._model_asset import ModelRunOutcome
 
 
 @dataclass
@@ -459,3 +463,45 @@ def materialize_window(
             "UNION ALL SELECT 'labels', count(*) FROM labels"
         ).df()
     return per_symbol, tables
+
+
+def submit_training(
+    models: Sequence[str],
+    *,
+    days: int | None,
+    profile: str,
+    end_day: dt.date | None = None,
+    instance: dg.DagsterInstance | None = None,
+    echo: Callable[[str], None] = print,
+) -> ModelRunOutcome:
+    """Train `models` in ONE ``retrain_job`` run submitted to the instance's run coordinator.
+
+    The same run config as the in-process path (``materialize_models``); each model is its own step,
+    so an executor with workers (Celery) trains them in parallel. The registry is read back for the
+    versions the run wrote.
+    """
+    from quant_assets.defs.assets._model_asset import ModelRunOutcome, model_run_config
+    from quant_assets.models.registry import versions
+
+    instance = instance or submission_instance()
+    request = JobRun(
+        "retrain_job",
+        tags={REASON_TAG: "quant-assets train"},
+        run_config=model_run_config(models, days=days, profile=profile, end_day=end_day),
+        assets=[f"{model}_model" for model in models],
+    )
+    (run,) = submit_job_runs([request], instance=instance, echo=echo)
+    outcome = ModelRunOutcome(
+        run_id=run.run_id,
+        failures={step.removesuffix("_model"): message for step, message in run.step_failures.items()},
+    )
+    lake = Lake(Settings.from_env().data_dir)
+    for record in run_materializations(instance, run.run_id):
+        if record.asset_key is None or record.asset_materialization is None:
+            continue
+        model = record.asset_key.path[-1].removesuffix("_model")
+        version = str(record.asset_materialization.metadata["version"].value)
+        outcome.versions[model] = next(v for v in versions(lake, model) if v.version == version)
+    if not run.success and not outcome.failures:
+        outcome.failures["run"] = run.run_failure or f"run {run.run_id} ended {run.status}"
+    return outcome

@@ -66,3 +66,29 @@ def test_submitting_needs_an_instance_home(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with pytest.raises(QuantAssetsError, match=r"DAGSTER_HOME.*--in-process"):
         submit_job_runs([JobRun("ohlcv_job")])
+
+
+def test_cli_train_submits_a_retrain_job_run_and_names_why_each_model_failed(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["train", "--models", "xgboost,lightgbm", "--profile", "small"])  # nothing stored yet
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "xgboost  FAILED" in out and "lightgbm  FAILED" in out
+    assert "materialize feature_table first" in out
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+    assert run.job_name == "retrain_job"
+    assert run.asset_selection == {dg.AssetKey("xgboost_model"), dg.AssetKey("lightgbm_model")}
+    assert run.tags["quant_assets/reason"] == "quant-assets train"
+
+
+def test_cli_backfill_without_an_instance_home_runs_in_process_and_says_so(
+    home: Path, yesterday: dt.date, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert cli.main(["backfill", "--days", "1", "--symbols", "BTCUSDT"]) == 0
+    captured = capsys.readouterr()
+    assert "running in this process (as --in-process)" in captured.err
+    assert "1 symbol-days in 1 runs, ok" in captured.out
+    assert "submitted run" not in captured.out
