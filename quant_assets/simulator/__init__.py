@@ -30,8 +30,8 @@ wall clock (``time.time()``).
 **Planted signal** (``Simulator(signal=True)``, ``quant-assets simulator --signal``, the tests'
 ``signal_simulator`` fixture; off by default). Off, returns hold no serial structure a model could
 learn. On, each bar's taker-buy flow (seen in the taker-buy share) moves the own return of the bar an
-hour later: the feature ``taker_buy_ratio_12`` then predicts ``fwd_ret_12`` (cross-sectional IC about
-0.15-0.19), while the last hour's return still predicts nothing. Sizes and measurements are in
+hour later: the feature ``taker_buy_ratio_12`` then predicts ``fwd_ret_12`` (cross-sectional IC
+0.17 +- 0.01 on 8 symbols x 30 days), while the last hour's return still predicts nothing. Sizes and measurements are in
 :mod:`quant_assets.simulator.market`.
 
 **Faults** (:class:`Faults`, ``sim.faults``): ``fail_next`` (any status, optional ``Retry-After``
