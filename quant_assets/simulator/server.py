@@ -12,6 +12,12 @@ reuses its connection, as with the real venues). Per request, in this order:
 
 Every Binance response carries ``X-MBX-USED-WEIGHT-1M``: the weight used in the current window,
 this request included.
+
+Bybit ``/v5/market/...`` and OKX ``/api/v5/...`` answer on the same port (:attr:`Simulator.bybit`,
+:attr:`Simulator.okx`; ``bybit_api.py``, ``okx_api.py``): an armed ``faults.fail_next`` of their
+path, then their own rate limit (Bybit 403 over 600 requests per 5 s, OKX 429 code 50011 over 20
+per 2 s), then the endpoint; their own faults (``sim.bybit.faults.diverge(...)``,
+``sim.okx.faults.unconfirmed(...)``) live on those objects and ``reset()`` clears them.
 """
 
 from __future__ import annotations
