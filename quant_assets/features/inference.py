@@ -59,7 +59,9 @@ def _read_warmup(lake: Lake, symbols: list[str], end: datetime, warmup_bars: int
     return candles.groupby("symbol", sort=False).tail(warmup_bars).reset_index(drop=True)
 
 
-def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | None = None) -> pd.DataFrame:
+def latest_features(
+    symbols: Sequence[str], as_of: datetime, *, lake: Lake | None = None, bars: int = 1
+) -> pd.DataFrame:
     """The features of each symbol's last candle closed by `as_of`, computed from the warm-up window.
 
     A candle is closed when ``open_time + 5 min <= as_of``. This reads from the lake only the last
@@ -80,18 +82,24 @@ def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | Non
         symbols: e.g. ``["BTCUSDT", "ETHUSDT"]``; each is validated; repeats are ignored.
         as_of: the moment of inference, naive UTC or tz-aware.
         lake: where to read candles; default the lake under ``QT_DATA_DIR``.
+        bars: rows per symbol: its last `bars` closed candles (a sequence model's input window),
+            each computed from its own full warm-up, oldest first. The cross-section of every row is
+            the one of the last closed candle's day.
 
     Returns:
-        One row per requested symbol that has a closed candle in the warm-up window (in the order
-        asked): ``symbol``, ``open_time`` of that candle (its age tells how fresh it is), then every
-        feature in registry order. ``attrs["feature_schema_hash"]`` holds the schema hash,
+        One row (`bars` rows, fewer if history is short) per requested symbol that has a closed
+        candle in the warm-up window (in the order asked): ``symbol``, ``open_time`` of that candle
+        (its age tells how fresh it is), then every feature in registry order. ``attrs["feature_schema_hash"]`` holds the schema hash,
         ``attrs["as_of"]`` the UTC moment, ``attrs["universe_snapshot"]`` the snapshot day used,
         ``attrs["missing_symbols"]`` the symbols without a row.
 
     Raises:
         InvalidSymbolError: a symbol is not a valid symbol.
         StoreError: no ``coin_universe`` snapshot is stored (the cross-section is undefined).
+        ValueError: `bars` < 1.
     """
+    if bars < 1:
+        raise ValueError(f"bars must be >= 1, got {bars}")
     schema = feature_schema()
     asked = list(dict.fromkeys(checked_symbol(s) for s in symbols))
     lake = lake if lake is not None else Lake(Settings.from_env().data_dir)
@@ -101,14 +109,15 @@ def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | Non
     last_day = (as_of_utc - FIVE_MINUTES).date()
     universe = day_universe(lake, last_day)
     outside = [s for s in asked if s not in universe.symbols]
-    candles = _read_warmup(lake, [*universe.symbols, *outside], end, schema.warmup_bars)
+    candles = _read_warmup(lake, [*universe.symbols, *outside], end, schema.warmup_bars + bars - 1)
     names = schema.names
     rows: list[pd.DataFrame] = []
     if not candles.empty:
         in_universe = candles[candles["symbol"].isin(universe.symbols)].reset_index(drop=True)
-        rows.append(_last_rows(in_universe, [s for s in asked if s not in outside]))
+        rows.append(_last_rows(in_universe, [s for s in asked if s not in outside], bars))
         for symbol in outside:  # ranked among the universe and itself alone
-            rows.append(_last_rows(candles[candles["symbol"].isin([*universe.symbols, symbol])], [symbol]))
+            within = candles[candles["symbol"].isin([*universe.symbols, symbol])]
+            rows.append(_last_rows(within, [symbol], bars))
     rows = [r for r in rows if not r.empty]
     found = pd.concat(rows) if rows else pd.DataFrame(columns=["symbol", "open_time", *names])
     present = [s for s in asked if s in set(found["symbol"])]
@@ -120,10 +129,10 @@ def latest_features(symbols: Sequence[str], as_of: datetime, *, lake: Lake | Non
     return result
 
 
-def _last_rows(candles: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
-    """The features of the last candle of each symbol of `wanted`, from all of `candles` together."""
+def _last_rows(candles: pd.DataFrame, wanted: list[str], bars: int = 1) -> pd.DataFrame:
+    """The features of the last `bars` candles of each symbol of `wanted`, from all of `candles` together."""
     if candles.empty or not wanted:
         return candles.iloc[0:0]
     features = compute_features(candles.reset_index(drop=True))
-    last = features.groupby("symbol", sort=False).tail(1)
+    last = features.groupby("symbol", sort=False).tail(bars)
     return last[last["symbol"].isin(wanted)]
