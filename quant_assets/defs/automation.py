@@ -13,11 +13,16 @@ All four start RUNNING (``default_status``); the daemon (``dagster dev`` runs on
 
 import datetime as dt
 import json
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
 
+from quant_assets import settings
 from quant_assets.defs.partitions import (
     last_complete_day,
     split_ohlcv_key,
@@ -26,9 +31,13 @@ from quant_assets.defs.partitions import (
 from quant_assets.defs.ranges import RANGE_END, RANGE_START, day_range_tags, lookback_window, ohlcv_range_tags
 from quant_assets.defs.resources import CollectionConfig, LakeResource
 from quant_assets.errors import StoreError
-from quant_assets.feature_days import stale_feature_days, warmup_days
+from quant_assets.feature_days import stale_feature_days, stored_feature_hashes, warmup_days
 from quant_assets.features import feature_schema
+from quant_assets.models.base import MODEL_NAMES
+from quant_assets.models.registry import ModelVersion
+from quant_assets.models.registry import versions as registry_versions
 from quant_assets.ohlcv_collect import consecutive_runs
+from quant_assets.store.lake import Lake
 
 REASON_TAG = "quant_assets/reason"  # why a run was requested, shown with the run in the UI
 
@@ -264,3 +273,254 @@ def labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     days = changed | {c - dt.timedelta(days=1) for c in changed if str(c - dt.timedelta(days=1)) in labelled}
     requests = day_range_requests(days, key=f"labels-{newest}", reason="new candles")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps({"after": newest}))
+
+
+# ------------------------------------------------------------------------------ models in the chain
+MODEL_ASSETS: tuple[str, ...] = tuple(f"{name}_model" for name in MODEL_NAMES)
+RETRAIN_TAG_PREFIX = "quant_assets/retrain/"  # + model name: the trigger a run retrains it for
+ROLLING_IC_DAYS = 7
+
+# The model step of the daily chain, in ONE run: labels d - 1 and d (d - 1's future just arrived),
+# the models that are due (trained through d - 1, whose labels are now complete), then predictions
+# of d - 1 and d; asset_selection picks the part a request needs.
+daily_models_job = dg.define_asset_job(
+    "daily_models_job",
+    selection=["labels", *MODEL_ASSETS, "predictions", "model_evaluation"],
+    description="The daily chain's model step: labels, the models due for retraining, predictions, evaluation.",
+)
+
+
+@dataclass(frozen=True)
+class RetrainTrigger:
+    """Why `model` is due for retraining; `key` names the trigger so it is acted on once."""
+
+    model: str
+    key: str
+    reason: str
+
+
+def trained_through(version: ModelVersion) -> dt.date:
+    """The last day whose rows a version was fitted or judged on (its train_end is exclusive)."""
+    return (version.train_end - dt.timedelta(microseconds=1)).date()
+
+
+def retrain_triggers(
+    versions: Sequence[ModelVersion],
+    feature_hashes: Mapping[dt.date, str | None],
+    current_hash: str,
+    evaluation: pd.DataFrame,
+    *,
+    every_days: int,
+    window_days: int,
+) -> list[RetrainTrigger]:
+    """Which models are due for retraining, and why; pure, so the sensors and tests share it.
+
+    * no version yet, once the `window_days` feature days up to the last one are stored under the
+      current schema hash (the first training of a fresh deployment);
+    * the latest version was trained under another feature schema hash (same window condition);
+    * `every_days` or more current-hash feature days newer than the latest version's training;
+    * its promoted version's mean IC over its last ``ROLLING_IC_DAYS`` evaluated days is below
+      the mean IC of both baselines on the same rows (`evaluation`: ``model_evaluation`` rows).
+    """
+    current_days = sorted(d for d, h in feature_hashes.items() if h == current_hash)
+    if not current_days:
+        return []
+    last = current_days[-1]
+    stored = set(current_days)
+    window_ready = all(last - dt.timedelta(days=i) in stored for i in range(window_days))
+    triggers: list[RetrainTrigger] = []
+    for model in MODEL_NAMES:
+        mine = sorted((v for v in versions if v.model == model), key=lambda v: v.trained_at)
+        if not mine:
+            if window_ready:
+                triggers.append(
+                    RetrainTrigger(
+                        model,
+                        f"initial:{last}",
+                        f"no {model} model yet; the {window_days} feature days up to {last} are stored",
+                    )
+                )
+            continue
+        latest = mine[-1]
+        if latest.feature_schema_hash != current_hash:
+            if window_ready:
+                triggers.append(
+                    RetrainTrigger(
+                        model,
+                        f"schema:{current_hash[:16]}:{last}",
+                        f"feature schema changed: {model} {latest.version} was trained under "
+                        f"{latest.feature_schema_hash[:12]}, the registry's hash is {current_hash[:12]}",
+                    )
+                )
+            continue
+        newer = [d for d in current_days if d > trained_through(latest)]
+        if len(newer) >= every_days:
+            triggers.append(
+                RetrainTrigger(
+                    model,
+                    f"days:{latest.version}:{last}",
+                    f"{len(newer)} new feature_table days since {model} {latest.version} was trained "
+                    f"through {trained_through(latest)} (QT_RETRAIN_EVERY_DAYS={every_days})",
+                )
+            )
+            continue
+        promoted = [v for v in mine if v.promoted]
+        if promoted and not evaluation.empty:
+            version = promoted[-1].version
+            rows = evaluation[(evaluation["model"] == model) & (evaluation["version"] == version)]
+            rows = rows.sort_values("day").tail(ROLLING_IC_DAYS)
+            if len(rows) == ROLLING_IC_DAYS:
+                ic = float(rows["ic"].mean())
+                zero = float(rows["baseline_zero_ic"].fillna(0.0).mean())  # a constant forecast ranks nothing
+                last_ret = float(rows["baseline_last_ic"].fillna(0.0).mean())
+                if ic < zero and ic < last_ret:
+                    triggers.append(
+                        RetrainTrigger(
+                            model,
+                            f"ic:{version}:{rows['day'].max()}",
+                            f"promoted {model} {version}: mean IC {ic:.4f} over its last {ROLLING_IC_DAYS} "
+                            f"evaluated days is below both baselines (zero {zero:.4f}, last 12-bar "
+                            f"return {last_ret:.4f})",
+                        )
+                    )
+    return triggers
+
+
+def recent_evaluation(store: Lake, days: int = 31) -> pd.DataFrame:
+    """The ``model_evaluation`` rows of the last `days` stored days (empty when none are)."""
+    paths = store.files("model_evaluation")[-days:]
+    frames = [pq.read_table(path).to_pandas() for path in paths]
+    frames = [
+        f.assign(day=f["day"] if "day" in f else p.stem.removeprefix("date="))
+        for f, p in zip(frames, paths, strict=True)
+    ]
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["model", "version", "day", "ic"])
+    )
+
+
+def due_triggers(
+    context: dg.SensorEvaluationContext, store: Lake, already: Iterable[str] = ()
+) -> list[RetrainTrigger]:
+    """The retrain triggers of the current state that no run was requested for yet.
+
+    A trigger counts as requested when a run carries it (tag ``quant_assets/retrain/<model>``),
+    whichever sensor or person launched it, or when it is in `already` (a sensor's cursor).
+    """
+    every_days = int(settings.check("QT_RETRAIN_EVERY_DAYS", os.environ.get("QT_RETRAIN_EVERY_DAYS")))  # type: ignore[call-overload]
+    window = min(
+        int(settings.check("QT_MODEL_TRAIN_DAYS", os.environ.get("QT_MODEL_TRAIN_DAYS"))),  # type: ignore[call-overload]
+        int(settings.check("QT_DATA_LOOKBACK_DAYS", os.environ.get("QT_DATA_LOOKBACK_DAYS"))),  # type: ignore[call-overload]
+    )
+    triggers = retrain_triggers(
+        registry_versions(store),
+        stored_feature_hashes(store),
+        feature_schema().hash,
+        recent_evaluation(store),
+        every_days=every_days,
+        window_days=window,
+    )
+    seen = set(already)
+    due = []
+    for trigger in triggers:
+        if f"{trigger.model}:{trigger.key}" in seen:
+            continue
+        tagged = context.instance.get_runs(
+            dg.RunsFilter(tags={f"{RETRAIN_TAG_PREFIX}{trigger.model}": trigger.key}), limit=1
+        )
+        if not tagged:
+            due.append(trigger)
+    return due
+
+
+def retrain_tags(triggers: Sequence[RetrainTrigger]) -> dict[str, str]:
+    """The tags of a run retraining for `triggers`: the reason (readable) and one per model."""
+    return {
+        REASON_TAG: "; ".join(t.reason for t in triggers)[:4000],
+        **{f"{RETRAIN_TAG_PREFIX}{t.model}": t.key for t in triggers},
+    }
+
+
+def training_config(models: Iterable[str], end_day: dt.date | None) -> dict[str, object]:
+    """Run config of the model assets: trained through `end_day` (None: the last features day)."""
+    config = {"end_day": end_day.isoformat()} if end_day else {}
+    return {"ops": {f"{model}_model": {"config": dict(config)} for model in models}}
+
+
+def runs_in_flight(instance: dg.DagsterInstance, assets: Iterable[str]) -> list[str]:
+    """Ids of the unfinished runs that write any of `assets`, whatever launched them."""
+    keys = {dg.AssetKey(name) for name in assets}
+    jobs = {name: job for job, names in JOB_ASSETS.items() for name in names}
+    wanted_jobs = {jobs[name] for name in assets if name in jobs}
+    return [
+        run.run_id
+        for run in instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT), limit=1_000)
+        if (run.asset_selection and run.asset_selection & keys)
+        or (not run.asset_selection and run.job_name in wanted_jobs)
+    ]
+
+
+JOB_ASSETS: dict[str, tuple[str, ...]] = {
+    "coin_universe_job": ("coin_universe",),
+    "ohlcv_job": ("ohlcv",),
+    "feature_table_job": ("feature_table",),
+    "labels_job": ("labels",),
+    "retrain_job": MODEL_ASSETS,
+    "daily_models_job": ("labels", *MODEL_ASSETS, "predictions", "model_evaluation"),
+}
+UPSTREAM_OF_MODELS = ("ohlcv", "feature_table", "labels", *MODEL_ASSETS, "predictions")
+
+
+@dg.sensor(
+    job=daily_models_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def retrain_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Retrain the models that are due (:func:`retrain_triggers`), the reason a tag on the run.
+
+    The daily chain's ``labels_sensor`` run carries a retraining that falls due with the day's
+    candles, so this sensor acts on what happens outside it: a fresh deployment's first features,
+    a feature schema change, the QT_RETRAIN_EVERY_DAYS count reached by a backfill of features, a
+    promoted model's IC falling below both baselines. When the newest features day has no
+    predictions yet, the same run trains through the day before and predicts it (a fresh
+    deployment's first chain ends with predictions). Waits while anything upstream of the models
+    is in flight; each trigger is acted on once (cursor, and the trigger's tag on the run).
+    """
+    busy = runs_in_flight(context.instance, UPSTREAM_OF_MODELS)
+    if busy:
+        return dg.SkipReason(f"{len(busy)} runs upstream of the models in flight; waiting for them")
+    cursor = json.loads(context.cursor or "{}")
+    requested: list[str] = list(cursor.get("requested", []))
+    store = lake.lake()
+    due = due_triggers(context, store, requested)
+    if not due:
+        return dg.SkipReason("no model is due for retraining")
+    current = feature_schema().hash
+    days = sorted(d for d, h in stored_feature_hashes(store).items() if h == current)
+    predicted = set(context.instance.get_materialized_partitions(dg.AssetKey("predictions")))
+    models = [t.model for t in due]
+    assets = [f"{m}_model" for m in models]
+    newest = days[-1]
+    if str(newest) not in predicted and newest - dt.timedelta(days=1) in set(days):
+        request = dg.RunRequest(
+            run_key=None,
+            asset_selection=[dg.AssetKey(a) for a in [*assets, "predictions"]],
+            partition_key=str(newest),
+            run_config=training_config(models, newest - dt.timedelta(days=1)),
+            tags=retrain_tags(due),
+        )
+    else:
+        request = dg.RunRequest(
+            run_key=None,
+            job_name=daily_models_job.name,
+            asset_selection=[dg.AssetKey(a) for a in assets],
+            tags=retrain_tags(due),
+        )
+    requested = [*requested, *(f"{t.model}:{t.key}" for t in due)][-200:]
+    context.log.info(f"retraining {models}: {request.tags[REASON_TAG]}")
+    return dg.SensorResult(run_requests=[request], cursor=json.dumps({"requested": requested}))
