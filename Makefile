@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # One planned event per run, not per partition (135 s saved per 9,000-partition run on SQLite); see README.
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
-.PHONY: setup demo test lint dev bench simulator clean
+.PHONY: setup demo test lint dev bench simulator clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ dev: $(STAMP) $(DAGSTER_HOME)
 
 simulator: $(STAMP)
 	$(BIN)/quant-assets simulator --port 8900
+
+# The README's pictures of the web UI (docs/screenshots/*.png): a small demo into a temporary
+# instance, `dagster dev` on the simulator, Debian's headless chromium through Playwright.
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/backfill.py

@@ -145,7 +145,10 @@ class DevServer:
             if entry["name"] == LOCATION and entry["loadStatus"] == "LOADED":
                 located = entry["locationOrLoadError"]
                 if located["__typename"] != "RepositoryLocation":
-                    raise WebUIError(f"code location {LOCATION} failed to load: {located.get('message')}")
+                    causes = "".join(
+                        f"\ncaused by: {c['message']}{''.join(c['stack'][-3:])}" for c in located["causes"]
+                    )
+                    raise WebUIError(f"code location {LOCATION} failed to load: {located['message']}{causes}")
                 return True
         return False
 
@@ -196,7 +199,7 @@ query Workspace {
         loadStatus
         locationOrLoadError {
           __typename
-          ... on PythonError { message }
+          ... on PythonError { message causes { message stack } }
         }
       }
     }
@@ -204,6 +207,137 @@ query Workspace {
   }
 }
 """
+
+
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING")  # run statuses
+
+REPO_SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
+
+ASSET_NAMES = """
+query AssetNames {
+  assetNodes { assetKey { path } groupName }
+}
+"""
+
+SENSOR_NAMES = """
+query SensorNames($selector: RepositorySelector!) {
+  repositoryOrError(repositorySelector: $selector) {
+    __typename
+    ... on Repository { sensors { name } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+RUNS = """
+query Runs($filter: RunsFilter) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs { results { runId jobName status startTime endTime tags { key value } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+LATEST_SENSOR_TICK = """
+query LatestSensorTick($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor {
+      sensorState {
+        status
+        ticks(limit: 1) { status timestamp runIds skipReason error { message } }
+      }
+    }
+  }
+}
+"""
+
+REQUESTED_BACKFILLS = """
+query RequestedBackfills {
+  partitionBackfillsOrError(status: REQUESTED) {
+    __typename
+    ... on PartitionBackfills { results { id } }
+  }
+}
+"""
+
+RUN_ERRORS = """
+query RunErrors($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection { events { __typename ... on MessageEvent { message level } } }
+  }
+}
+"""
+
+
+def typed(payload: Mapping[str, Any], typename: str, what: str) -> Any:
+    """`payload` when GraphQL resolved it to `typename`; else a :class:`WebUIError` showing it."""
+    if payload.get("__typename") != typename:
+        raise WebUIError(f"{what}: expected {typename}, got {dict(payload)}")
+    return payload
+
+
+def asset_names(server: DevServer) -> dict[str, str]:
+    """{asset name: group name} of every asset the server lists (as the asset catalog does)."""
+    nodes = server.graphql(ASSET_NAMES)["assetNodes"]
+    return {"/".join(node["assetKey"]["path"]): node["groupName"] for node in nodes}
+
+
+def sensor_names(server: DevServer) -> list[str]:
+    """The sensors of the code location, as the Automation page lists them."""
+    repository = server.graphql(SENSOR_NAMES, {"selector": REPO_SELECTOR})["repositoryOrError"]
+    return [sensor["name"] for sensor in typed(repository, "Repository", LOCATION)["sensors"]]
+
+
+def runs(server: DevServer, statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every run of the instance (newest first), or those in one of `statuses`."""
+    variables = {"filter": {"statuses": list(statuses)} if statuses else {}}
+    return typed(server.graphql(RUNS, variables)["runsOrError"], "Runs", "runs")["results"]
+
+
+def failure_messages(server: DevServer, run_id: str) -> list[str]:
+    """The ERROR and CRITICAL messages of a run's event log, oldest first."""
+    logs = typed(server.graphql(RUN_ERRORS, {"runId": run_id})["logsForRun"], "EventConnection", run_id)
+    return [event["message"] for event in logs["events"] if event.get("level") in {"ERROR", "CRITICAL"}]
+
+
+def is_quiet(server: DevServer, sensors: list[str], since: float) -> bool:
+    """No run or backfill in flight, and every sensor in `sensors` ticked after the last run ended
+    (and after `since`, a UNIX time) and asked for nothing.
+
+    Raises :class:`WebUIError` at once, naming it, when a sensor's latest tick failed.
+    """
+    if runs(server, IN_FLIGHT):
+        return False
+    backfills = server.graphql(REQUESTED_BACKFILLS)["partitionBackfillsOrError"]
+    if typed(backfills, "PartitionBackfills", "backfills")["results"]:
+        return False
+    last_end = max([since, *(run["endTime"] or 0.0 for run in runs(server))])
+    for name in sensors:
+        sensor = server.graphql(LATEST_SENSOR_TICK, {"selector": {**REPO_SELECTOR, "sensorName": name}})
+        ticks = typed(sensor["sensorOrError"], "Sensor", name)["sensorState"]["ticks"]
+        tick = ticks[0] if ticks else None
+        if tick is not None and tick["status"] == "FAILURE":
+            raise WebUIError(f"sensor {name} failed: {tick['error']}")
+        if tick is None or tick["status"] == "STARTED" or tick["timestamp"] <= last_end or tick["runIds"]:
+            return False
+    return True
+
+
+def wait_for_quiet(server: DevServer, *, since: float, timeout: float) -> None:
+    """Wait until :func:`is_quiet` holds for every sensor of the code location.
+
+    Sensors tick at their own minimum intervals, so this takes at least one interval after the
+    last run; `timeout` only bounds a failure. The error names the runs still in flight.
+    """
+    sensors = sensor_names(server)
+    try:
+        poll(lambda: is_quiet(server, sensors, since), timeout=timeout, what="a quiet instance", interval=3)
+    except WebUIError as error:
+        in_flight = [(run["jobName"], run["status"]) for run in runs(server, IN_FLIGHT)]
+        raise WebUIError(f"{error}; runs in flight: {in_flight}\n{server.log_tail()}") from None
 
 
 def system_chromium() -> Path | None:
@@ -252,3 +386,31 @@ def open_ui(page: Any, server: DevServer, path: str, *, timeout: float = 120.0) 
         skip.wait_for(state="visible", timeout=timeout * 1000)
         skip.click()
         skip.wait_for(state="hidden", timeout=timeout * 1000)
+
+
+def show_asset_graph(page: Any, server: DevServer, *, timeout: float = 120.0) -> list[str]:
+    """Open the global asset lineage with every group expanded; return the asset names it shows.
+
+    Waits until each asset the server lists is visible on the page and raises
+    :class:`WebUIError` naming those that never are.
+    """
+    names = asset_names(server)
+    open_ui(page, server, "/asset-groups", timeout=timeout)
+    labels = [*names, *set(names.values())]
+    poll(
+        lambda: any(page.get_by_text(label, exact=True).first.is_visible() for label in labels),
+        timeout=timeout,
+        what="the asset graph to draw",
+    )
+    if not all(page.get_by_text(name, exact=True).first.is_visible() for name in names):
+        page.keyboard.press("Alt+e")  # "Expand all groups" (the graph's settings menu, ⌥E)
+    try:
+        poll(
+            lambda: all(page.get_by_text(name, exact=True).first.is_visible() for name in names),
+            timeout=timeout,
+            what="every asset name on the asset graph",
+        )
+    except WebUIError:
+        hidden = [n for n in names if not page.get_by_text(n, exact=True).first.is_visible()]
+        raise WebUIError(f"the asset graph does not show {hidden}") from None
+    return sorted(n for n in names if page.get_by_text(n, exact=True).first.is_visible())

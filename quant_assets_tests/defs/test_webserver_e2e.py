@@ -17,31 +17,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from quant_assets.settings import lookback_start
 from quant_assets.simulator import Simulator
-from quant_assets.webui import LOCATION, REPOSITORY, DevServer, WebUIError, poll
+from quant_assets.webui import REPO_SELECTOR, DevServer, failure_messages, runs, typed, wait_for_quiet
 from quant_assets_tests.dagster_helpers import query
 
 REPO = Path(__file__).resolve().parents[2]
 LOOKBACK_DAYS = 4
 SYMBOLS = 3
-# Assets and checks the daily chain is made of today (the model assets, predictions and
-# model_evaluation are asserted when the definitions have them: MODEL_CHAIN).
-CHAIN_ASSETS = {"coin_universe", "ohlcv", "labels", "feature_table"}
-MODEL_CHAIN = {
+# The chain's assets and checks (predictions and model_evaluation asserted once defined).
+CHAIN_ASSETS = {
+    "coin_universe",
+    "ohlcv",
+    "labels",
+    "feature_table",
     "xgboost_model",
     "lightgbm_model",
     "nhits_model",
     "patchtst_model",
-    "predictions",
-    "model_evaluation",
 }
 CHECKS = {
     ("ohlcv", "candles_valid"),
@@ -49,10 +49,7 @@ CHECKS = {
     ("feature_table", "no_nan_after_warmup"),
     ("feature_table", "stored_days_match_schema"),
 }
-IN_FLIGHT = ("QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING")
 QUIET_TIMEOUT_S = 1500.0  # bounds a failure only; the chain takes a few sensor intervals
-
-REPO_SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
 
 ASSETS_QUERY = """
 query Assets {
@@ -142,72 +139,13 @@ mutation LaunchMultipleRuns($executionParamsList: [ExecutionParams!]!) {
 }
 """
 
-RUNS_QUERY = """
-query Runs($filter: RunsFilter) {
-  runsOrError(filter: $filter) {
-    __typename
-    ... on Runs {
-      results {
-        runId
-        jobName
-        status
-        startTime
-        endTime
-        tags { key value }
-      }
-    }
-    ... on PythonError { message }
-  }
-}
-"""
-
-SENSOR_TICKS = """
-query SensorTicks($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    __typename
-    ... on Sensor {
-      name
-      sensorState {
-        status
-        ticks(limit: 1) { status timestamp endTimestamp runIds skipReason error { message } }
-      }
-    }
-  }
-}
-"""
-
-BACKFILLS_QUERY = """
-query Backfills {
-  partitionBackfillsOrError(status: REQUESTED) {
-    __typename
-    ... on PartitionBackfills { results { id } }
-  }
-}
-"""
-
-RUN_ERRORS = """
-query RunErrors($runId: ID!) {
-  logsForRun(runId: $runId) {
-    __typename
-    ... on EventConnection {
-      events {
-        __typename
-        ... on MessageEvent { message level stepKey }
-      }
-    }
-  }
-}
-"""
-
 
 @pytest.fixture
 def dev_server(sim: Simulator, tmp_path: Path) -> Iterator[DevServer]:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # As `make dev`'s local instance: runs of one pool take turns, no telemetry.
-    (home / "dagster.yaml").write_text(
-        "concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n"
-    )
+    # The local instance `make dev` runs on (SQLite under DAGSTER_HOME).
+    shutil.copyfile(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("QT_", "DAGSTER_"))},
         "DAGSTER_HOME": str(home),
@@ -224,46 +162,11 @@ def dev_server(sim: Simulator, tmp_path: Path) -> Iterator[DevServer]:
         yield server
 
 
-def _typed(payload: dict[str, Any], typename: str, what: str) -> dict[str, Any]:
-    if payload.get("__typename") != typename:
-        raise AssertionError(f"{what}: expected {typename}, got {payload}")
-    return payload
-
-
-def _runs(server: DevServer, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    variables = {"filter": {"statuses": list(statuses)} if statuses else {}}
-    return _typed(server.graphql(RUNS_QUERY, variables)["runsOrError"], "Runs", "runs")["results"]
-
-
-def _latest_ticks(server: DevServer, sensors: list[str]) -> dict[str, dict[str, Any] | None]:
-    latest = {}
-    for name in sensors:
-        sensor = server.graphql(SENSOR_TICKS, {"selector": {**REPO_SELECTOR, "sensorName": name}})
-        ticks = _typed(sensor["sensorOrError"], "Sensor", name)["sensorState"]["ticks"]
-        latest[name] = ticks[0] if ticks else None
-    return latest
-
-
-def _quiet(server: DevServer, sensors: list[str], since: float) -> bool:
-    """No run or backfill in flight, and every sensor has ticked since the last run ended and asked
-    for nothing. A failed sensor tick fails at once, naming its error."""
-    if _runs(server, IN_FLIGHT):
-        return False
-    backfills = server.graphql(BACKFILLS_QUERY)["partitionBackfillsOrError"]
-    if _typed(backfills, "PartitionBackfills", "backfills")["results"]:
-        return False
-    last_end = max([since, *(run["endTime"] or 0 for run in _runs(server))])
-    for name, tick in _latest_ticks(server, sensors).items():
-        if tick is not None and tick["status"] == "FAILURE":
-            raise AssertionError(f"sensor {name} failed: {tick['error']}\n{server.log_tail()}")
-        if tick is None or tick["status"] == "STARTED" or tick["timestamp"] <= last_end or tick["runIds"]:
-            return False
-    return True
-
-
-def _failure_messages(server: DevServer, run_id: str) -> list[str]:
-    logs = _typed(server.graphql(RUN_ERRORS, {"runId": run_id})["logsForRun"], "EventConnection", run_id)
-    return [e["message"] for e in logs["events"] if e.get("level") in {"ERROR", "CRITICAL"}]
+def _rows_per_symbol(data: Path, view: str, day: dt.date) -> dict[str, int]:
+    """{symbol: rows} of a catalog view on one UTC day, read-only."""
+    bounds = [dt.datetime.combine(day, dt.time()), dt.datetime.combine(day + dt.timedelta(days=1), dt.time())]
+    sql = f"SELECT symbol, count(*) FROM {view} WHERE open_time >= ? AND open_time < ? GROUP BY 1"
+    return dict(query(data, sql, bounds))
 
 
 @pytest.mark.timeout(2400)
@@ -276,14 +179,12 @@ def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServe
     checks = {
         ("/".join(node["assetKey"]["path"]), check["name"])
         for node in nodes
-        for check in _typed(node["assetChecksOrError"], "AssetChecks", "checks")["checks"]
+        for check in typed(node["assetChecksOrError"], "AssetChecks", "checks")["checks"]
     }
     assert assets >= CHAIN_ASSETS, f"missing assets: {CHAIN_ASSETS - assets}"
     assert checks >= CHECKS, f"missing checks: {CHECKS - checks}"
-    models_defined = bool(MODEL_CHAIN & assets)
-    if models_defined:
-        assert assets >= MODEL_CHAIN, f"the model chain is incomplete: {MODEL_CHAIN - assets} missing"
-    repository = _typed(
+    serving_defined = {"predictions", "model_evaluation"} <= assets
+    repository = typed(
         server.graphql(REPOSITORY_QUERY, {"selector": REPO_SELECTOR})["repositoryOrError"],
         "Repository",
         "repo",
@@ -297,7 +198,7 @@ def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServe
     # Turn every sensor on, as the UI's toggle does.
     for name in sensors:
         started = server.graphql(START_SENSOR, {"selector": {**REPO_SELECTOR, "sensorName": name}})
-        assert _typed(started["startSensor"], "Sensor", name)["sensorState"]["status"] == "RUNNING"
+        assert typed(started["startSensor"], "Sensor", name)["sensorState"]["status"] == "RUNNING"
 
     # Preview the schedule's tick for today and launch what it requests.
     today = dt.datetime.now(dt.UTC).date()
@@ -306,12 +207,12 @@ def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServe
     schedule = {**REPO_SELECTOR, "scheduleName": "daily_refresh"}
     ticks = server.graphql(TICK_TIMES, {"selector": schedule, "start": midnight})["scheduleOrError"]
     # The tick at or after today's midnight (and the one before it, which the API adds).
-    candidates = _typed(ticks, "Schedule", "daily_refresh")["potentialTickTimestamps"]
+    candidates = typed(ticks, "Schedule", "daily_refresh")["potentialTickTimestamps"]
     todays = [t for t in candidates if dt.datetime.fromtimestamp(t, dt.UTC).date() == today]
     assert len(todays) == 1, candidates
     tick_time = todays[0]
     dry_run = server.graphql(SCHEDULE_DRY_RUN, {"selectorData": schedule, "timestamp": tick_time})
-    evaluation = _typed(dry_run["scheduleDryRun"], "DryRunInstigationTick", "dry run")["evaluationResult"]
+    evaluation = typed(dry_run["scheduleDryRun"], "DryRunInstigationTick", "dry run")["evaluationResult"]
     assert evaluation["error"] is None, evaluation["error"]
     requests_ = evaluation["runRequests"]
     assert requests_, f"today's tick requested nothing: {evaluation['skipReason']}"
@@ -335,29 +236,19 @@ def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServe
     ]
     launched_at = time.time()
     launched = server.graphql(LAUNCH_MULTIPLE_RUNS, {"executionParamsList": params})["launchMultipleRuns"]
-    results = _typed(launched, "LaunchMultipleRunsResult", "launch")["launchMultipleRunsResult"]
+    results = typed(launched, "LaunchMultipleRunsResult", "launch")["launchMultipleRunsResult"]
     assert [r["__typename"] for r in results] == ["LaunchRunSuccess"] * len(params), results
 
     # The daemon and the sensors take it from there; wait until nothing is left to do.
-    try:
-        poll(
-            lambda: _quiet(server, sensors, launched_at),
-            timeout=QUIET_TIMEOUT_S,
-            what="a quiet instance",
-            interval=3,
-        )
-    except WebUIError as error:
-        in_flight = [(r["jobName"], r["status"]) for r in _runs(server, IN_FLIGHT)]
-        raise AssertionError(f"{error}; in flight: {in_flight}\n{server.log_tail()}") from None
-
-    runs = _runs(server)
+    wait_for_quiet(server, since=launched_at, timeout=QUIET_TIMEOUT_S)
+    every_run = runs(server)
     failed = {
-        run["runId"]: (run["jobName"], run["status"], _failure_messages(server, run["runId"])[-3:])
-        for run in runs
+        run["runId"]: (run["jobName"], run["status"], failure_messages(server, run["runId"])[-3:])
+        for run in every_run
         if run["status"] != "SUCCESS"
     }
     assert not failed, json.dumps(failed, indent=1)[:6000]
-    jobs = {run["jobName"] for run in runs}
+    jobs = {run["jobName"] for run in every_run}
     assert {"coin_universe_job", "ohlcv_job", "labels_job", "feature_table_job"} <= jobs, jobs
 
     # The catalog, read-only as anyone would, holds yesterday's chain.
@@ -366,35 +257,10 @@ def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServe
         s for (s,) in query(data, "SELECT symbol FROM coin_universe WHERE snapshot_date = ?", [yesterday])
     ]
     assert len(universe) == SYMBOLS
-    day = [dt.datetime.combine(yesterday, dt.time()), dt.datetime.combine(today, dt.time())]
-    candles = dict(
-        query(
-            data, "SELECT symbol, count(*) FROM ohlcv WHERE open_time >= ? AND open_time < ? GROUP BY 1", day
-        )
-    )
-    assert {s: candles.get(s) for s in universe} == dict.fromkeys(universe, 288)
-    features = dict(
-        query(
-            data,
-            "SELECT symbol, count(*) FROM features WHERE open_time >= ? AND open_time < ? GROUP BY 1",
-            day,
-        )
-    )
-    assert {s: features.get(s) for s in universe} == dict.fromkeys(universe, 288)
-    labels = dict(
-        query(
-            data, "SELECT symbol, count(*) FROM labels WHERE open_time >= ? AND open_time < ? GROUP BY 1", day
-        )
-    )
-    assert {s: labels.get(s) for s in universe} == dict.fromkeys(universe, 288)
-    if models_defined:
-        predicted = dict(
-            query(
-                data,
-                "SELECT symbol, count(*) FROM predictions WHERE open_time >= ? AND open_time < ? GROUP BY 1",
-                day,
-            )
-        )
-        assert set(universe) <= set(predicted), predicted
-        evaluated = query(data, "SELECT count(*), max(day) FROM model_evaluation")
-        assert evaluated[0][0] > 0, evaluated
+    for view in ("ohlcv", "features", "labels"):
+        rows = _rows_per_symbol(data, view, yesterday)
+        assert {s: rows.get(s) for s in universe} == dict.fromkeys(universe, 288), view
+    if serving_defined:
+        assert set(universe) <= set(_rows_per_symbol(data, "predictions", yesterday))
+        evaluated = query(data, "SELECT count(*) FROM model_evaluation")
+        assert evaluated[0][0] > 0
