@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from quant_assets import settings
+from quant_assets.defs.checks import FRESH_CHECK, freshness
 from quant_assets.defs.partitions import (
     last_complete_day,
     split_ohlcv_key,
@@ -524,3 +526,46 @@ def retrain_sensor(
     requested = [*requested, *(f"{t.model}:{t.key}" for t in due)][-200:]
     context.log.info(f"retraining {models}: {request.tags[REASON_TAG]}")
     return dg.SensorResult(run_requests=[request], cursor=json.dumps({"requested": requested}))
+
+
+# ------------------------------------------------------------------------------------- freshness
+# Assets with a freshness check registered (predictions joins when its asset is in the definitions).
+FRESHNESS_ASSETS: tuple[str, ...] = ("ohlcv", "feature_table")
+FRESHNESS_KEYS = [dg.AssetCheckKey(dg.AssetKey(asset), FRESH_CHECK) for asset in FRESHNESS_ASSETS]
+freshness_checks_job = dg.define_asset_job(
+    "freshness_checks_job",
+    selection=dg.AssetSelection.checks(*FRESHNESS_KEYS),
+    description="Evaluate the freshness checks: is each asset's newest partition the expected day?",
+)
+_FINISHED = (AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED)
+
+
+@dg.sensor(
+    job=freshness_checks_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def freshness_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Evaluate a freshness check when its outcome would change: a deadline passed without the
+    expected partition (fails), or a late partition landed (passes again), or it never ran.
+
+    A healthy day costs no run: the outcome stays "passed" from one day to the next.
+    """
+    recorded = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(FRESHNESS_KEYS)
+    changed: list[dg.AssetCheckKey] = []
+    states: list[str] = []
+    for key in FRESHNESS_KEYS:
+        found = freshness(context.instance, key.asset_key.path[-1])
+        record = recorded.get(key)
+        if record is not None and record.status not in _FINISHED:
+            continue  # being evaluated now
+        if record is None or (record.status == AssetCheckExecutionRecordStatus.SUCCEEDED) != found.passed:
+            changed.append(key)
+            states.append(f"{key.asset_key.path[-1]}:{found.expected}:{'ok' if found.passed else 'stale'}")
+    if not changed:
+        return dg.SkipReason("every freshness check's recorded outcome still holds")
+    return dg.RunRequest(
+        run_key=f"freshness-{'-'.join(states)}",
+        asset_check_keys=changed,
+        tags={REASON_TAG: f"freshness changed: {', '.join(states)}"},
+    )

@@ -39,8 +39,10 @@ not worth it.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -140,3 +142,102 @@ def emit_partition_checks(
                 "failing": dg.MetadataValue.json(failing[name][:200]),
             },
         )
+
+
+# ------------------------------------------------------------------------------------- freshness
+# How long after midnight UTC each asset's partition of the day that just ended must have landed:
+# the daily chain starts at 00:10 (daily_refresh); candles take seconds to minutes, features and
+# predictions follow through the sensors. Past its deadline a day missing is a stale asset.
+FRESHNESS_DEADLINES: dict[str, dt.timedelta] = {
+    "ohlcv": dt.timedelta(hours=2),
+    "feature_table": dt.timedelta(hours=3),
+    "predictions": dt.timedelta(hours=4),
+}
+FRESH_CHECK = "fresh"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """What a freshness check finds at `now`: the newest partition day against the expected one."""
+
+    asset: str
+    latest: dt.date | None
+    expected: dt.date
+    now: dt.datetime
+
+    @property
+    def passed(self) -> bool:
+        return self.latest is not None and self.latest >= self.expected
+
+    @property
+    def description(self) -> str:
+        deadline = FRESHNESS_DEADLINES[self.asset]
+        if self.latest is None:
+            return f"{self.asset} has no materialized partition; {self.expected} was due by {deadline} past its end"
+        if self.passed:
+            return f"latest partition {self.latest}; {self.expected} was due"
+        late = (self.expected - self.latest).days
+        return (
+            f"latest partition {self.latest} is {late} day(s) older than expected: {self.expected} was due "
+            f"{deadline} after the day ended (UTC); check the daily chain's runs and sensors"
+        )
+
+
+def expected_latest_day(asset: str, now: dt.datetime) -> dt.date:
+    """The newest day whose partition of `asset` must exist at `now` (UTC).
+
+    Yesterday once today's deadline has passed, else the day before yesterday.
+    """
+    now = now.astimezone(dt.UTC)
+    midnight = dt.datetime.combine(now.date(), dt.time(), tzinfo=dt.UTC)
+    back = 1 if now - midnight >= FRESHNESS_DEADLINES[asset] else 2
+    return now.date() - dt.timedelta(days=back)
+
+
+def latest_partition_day(instance: dg.DagsterInstance, asset: str) -> dt.date | None:
+    """The newest day among `asset`'s materialized partitions (``date|symbol`` keys read by date)."""
+    keys = instance.get_materialized_partitions(dg.AssetKey(asset))
+    return max((dt.date.fromisoformat(str(k).split("|", 1)[0]) for k in keys), default=None)
+
+
+def freshness(instance: dg.DagsterInstance, asset: str, now: dt.datetime | None = None) -> Freshness:
+    """The freshness of `asset` on `instance` at `now` (default: the wall clock)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return Freshness(asset, latest_partition_day(instance, asset), expected_latest_day(asset, now), now)
+
+
+def _freshness_check(asset: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name=FRESH_CHECK,
+        description=(
+            f"the newest partition of {asset} is the day that just ended once "
+            f"{FRESHNESS_DEADLINES[asset]} have passed after midnight UTC (else the day before); "
+            "evaluated by freshness_sensor whenever its outcome changes"
+        ),
+    )
+    def _check(context) -> dg.AssetCheckResult:  # noqa: ANN001 - Dagster refuses a hint made text by __future__
+        found = freshness(context.instance, asset)
+        return dg.AssetCheckResult(
+            passed=found.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=found.description,
+            metadata={
+                "latest_partition": str(found.latest) if found.latest else "none",
+                "expected_partition": str(found.expected),
+                "days_behind": (found.expected - found.latest).days if found.latest else -1,
+                "evaluated_at": found.now.isoformat(timespec="seconds"),
+            },
+        )
+
+    return _check
+
+
+ohlcv_fresh = _freshness_check("ohlcv")
+feature_table_fresh = _freshness_check("feature_table")
+predictions_fresh = _freshness_check("predictions")
+FRESHNESS_CHECKS = {
+    "ohlcv": ohlcv_fresh,
+    "feature_table": feature_table_fresh,
+    "predictions": predictions_fresh,
+}
