@@ -8,6 +8,7 @@ assets build them), signal on and off, for the whole chain and the live path.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import math
@@ -18,10 +19,12 @@ import pandas as pd
 import pytest
 
 from quant_assets.errors import StoreError
+from quant_assets.feature_days import build_feature_day, build_label_day, write_feature_day, write_label_day
 from quant_assets.features import feature_schema
 from quant_assets.models.base import HORIZON_BARS, SchemaMismatch, TimeRange
 from quant_assets.models.data import load_panel
 from quant_assets.models.lightgbm_model import Config as LightGBMConfig
+from quant_assets.models.nhits import Config as NHitsConfig
 from quant_assets.models.registry import (
     ModelVersion,
     load_model,
@@ -33,6 +36,7 @@ from quant_assets.models.serving import (
     EVALUATION_COLUMNS,
     PREDICTION_COLUMNS,
     evaluate_day,
+    latest_predictions,
     predict_day,
     write_evaluation,
     write_predictions,
@@ -40,10 +44,14 @@ from quant_assets.models.serving import (
 from quant_assets.models.training import train
 from quant_assets.models.xgboost_model import Config as XGBoostConfig
 from quant_assets.models.xgboost_model import XGBoostModel
+from quant_assets.ohlcv_collect import SymbolDay, collect_ohlcv
+from quant_assets.simulator import Simulator
+from quant_assets.sources.binance import BinanceFuturesClient
 from quant_assets.store import schemas
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 from quant_assets.store.schemas import FEATURE_SCHEMA_HASH
+from quant_assets_tests.feature_helpers import write_universe
 from quant_assets_tests.models.panels import synthetic_panel, write_synthetic_lake
 
 FIRST = dt.date(2026, 3, 1)
@@ -318,3 +326,109 @@ def test_evaluating_a_day_without_labels_says_what_to_materialize(tmp_path):
 
     with pytest.raises(StoreError, match=f"labels of {EVAL_DAY} is not stored; materialize it first"):
         evaluate_day(lake, EVAL_DAY)
+
+
+# ------------------------------------------------------------ lakes built from the simulator
+SIM_NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+SIM_SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT"]
+CANDLE_DAYS = [dt.date(2026, 11, 8) + dt.timedelta(days=k) for k in range(13)]  # 11-08 .. 11-20
+FEATURE_DAYS = CANDLE_DAYS[3:-1]  # 11-11 .. 11-19: three days of warm-up before, labels need the next day
+TRAIN_END = dt.date(2026, 11, 17)  # 7 feature days, 11-11 .. 11-17
+LATER_DAYS = [dt.date(2026, 11, 18), dt.date(2026, 11, 19)]
+
+
+def _simulated_lake(root: Path, *, signal: bool) -> Lake:
+    """Candles of six symbols fetched over HTTP by the production client, then features and labels as
+    the assets build them, and the universe snapshot of the first day."""
+    lake = Lake(root)
+    with Simulator(now=SIM_NOW, signal=signal) as sim:
+        client = BinanceFuturesClient(sim.url, weight_per_minute=None, budget_dir=root / ".budget")
+        result = collect_ohlcv(
+            client,
+            [SymbolDay(s, d) for s in SIM_SYMBOLS for d in CANDLE_DAYS],
+            lambda p, frame: lake.write("ohlcv", frame, exchange="binance", symbol=p.symbol, date=p.day),
+        )
+    assert not result.failed, result.failed
+    lake.compact_ohlcv(CANDLE_DAYS)
+    write_universe(root, CANDLE_DAYS[0], SIM_SYMBOLS)
+    for day in FEATURE_DAYS:
+        write_feature_day(lake, build_feature_day(lake, day))
+        write_label_day(lake, build_label_day(lake, day))
+    return lake
+
+
+@pytest.fixture(scope="module")
+def signal_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    return _simulated_lake(tmp_path_factory.mktemp("signal_on"), signal=True)
+
+
+@pytest.fixture(scope="module")
+def noise_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    return _simulated_lake(tmp_path_factory.mktemp("signal_off"), signal=False)
+
+
+def _train_predict_evaluate(lake: Lake, model: str, config: object) -> tuple[bool, str, pd.DataFrame]:
+    result = train(lake, model, end_day=TRAIN_END, days=7, config=config, now=SIM_NOW)
+    for day in LATER_DAYS:
+        write_predictions(lake, day, predict_day(lake, day))
+        write_evaluation(lake, day, evaluate_day(lake, day))
+    with Catalog(lake).connect() as con:
+        scored = con.execute(
+            "SELECT day, rows, ic, baseline_last_ic, rmse, baseline_zero_rmse FROM model_evaluation "
+            "WHERE model = ? ORDER BY day",
+            [model],
+        ).df()
+    return result.promoted, result.reason, scored
+
+
+def test_with_the_planted_signal_lightgbm_is_promoted_and_scores_on_later_days(signal_lake):
+    promoted, reason, scored = _train_predict_evaluate(signal_lake, "lightgbm", LightGBMConfig.small())
+
+    assert promoted, reason
+    assert scored["day"].dt.date.tolist() == LATER_DAYS
+    assert (scored["rows"] == 6 * 288).all()  # every label known: the candles of 11-20 are stored
+    # One day of 6 symbols: the daily IC's standard error is about 0.09 (labels overlap 12 bars).
+    assert scored["ic"].mean() > 0.1
+    assert (scored["ic"] > scored["baseline_last_ic"]).all()
+
+
+@pytest.mark.parametrize(
+    ("model", "config"), [("xgboost", XGBoostConfig.small()), ("lightgbm", LightGBMConfig.small())]
+)
+def test_without_the_signal_no_tree_is_promoted_and_no_ic_is_far_from_zero(noise_lake, model, config):
+    promoted, reason, scored = _train_predict_evaluate(noise_lake, model, config)
+
+    assert not promoted, reason
+    assert (scored["ic"].abs() < 0.2).all()  # about two standard errors of a day's IC
+
+
+def test_the_live_path_predicts_the_last_closed_candle_as_the_stored_features_do(signal_lake):
+    quick_nhits = dataclasses.replace(NHitsConfig.small(), max_steps=20, eval_every=10, valid_windows=256)
+    later = SIM_NOW + dt.timedelta(hours=1)
+    for model, config in (("xgboost", XGBoostConfig.small()), ("nhits", quick_nhits)):
+        train(signal_lake, model, end_day=TRAIN_END, days=7, config=config, now=later)
+    as_of = dt.datetime(2026, 11, 20, 0, 0, 30, tzinfo=dt.UTC)  # 11-19 23:55 closed 30 s ago
+
+    live = latest_predictions(signal_lake, ["SOLUSDT", "BTCUSDT"], as_of)
+
+    assert list(live.columns) == PREDICTION_COLUMNS
+    assert {"xgboost", "nhits"} <= set(live["model"])
+    assert live.groupby("model", sort=False)["symbol"].agg(list).map(tuple).unique().tolist() == [
+        ("SOLUSDT", "BTCUSDT")
+    ]
+    assert (live["open_time"] == pd.Timestamp("2026-11-19 23:55")).all()
+    # The stored path (feature_table rows, the day before as context) predicts the same candle alike.
+    stored = predict_day(signal_lake, dt.date(2026, 11, 19))
+    both = live.merge(stored, on=["model", "version", "symbol", "open_time"], suffixes=("", "_stored"))
+    assert len(both) == len(live)
+    np.testing.assert_allclose(both["prediction"], both["prediction_stored"], rtol=0, atol=1e-6)
+    assert (both["promoted"] == both["promoted_stored"]).all()
+
+
+def test_the_live_path_uses_no_version_whose_labels_were_not_yet_realized(signal_lake):
+    early = dt.datetime(2026, 11, 17, 12, tzinfo=dt.UTC)  # every version's test labels end 11-18 00:00
+
+    live = latest_predictions(signal_lake, "BTCUSDT", early)
+
+    assert live.empty
+    assert live.attrs["without_version"] == ["xgboost", "lightgbm", "nhits", "patchtst"]
