@@ -395,7 +395,9 @@ def show_asset_graph(page: Any, server: DevServer, *, timeout: float = 120.0) ->
     :class:`WebUIError` naming those that never are.
     """
     names = asset_names(server)
-    open_ui(page, server, "/asset-groups", timeout=timeout)
+    # The graph is drawn first and coloured by materialization status when this query answers.
+    with page.expect_response(lambda r: "op=AssetGraphLiveQuery" in r.url, timeout=timeout * 1000):
+        open_ui(page, server, "/asset-groups", timeout=timeout)
     labels = [*names, *set(names.values())]
     poll(
         lambda: any(page.get_by_text(label, exact=True).first.is_visible() for label in labels),
@@ -413,4 +415,9 @@ def show_asset_graph(page: Any, server: DevServer, *, timeout: float = 120.0) ->
     except WebUIError:
         hidden = [n for n in names if not page.get_by_text(n, exact=True).first.is_visible()]
         raise WebUIError(f"the asset graph does not show {hidden}") from None
+    page.evaluate(NEXT_FRAMES)  # let the status colours reach the screen
     return sorted(n for n in names if page.get_by_text(n, exact=True).first.is_visible())
+
+
+# Resolves after two animation frames: whatever React committed before has been painted.
+NEXT_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
