@@ -18,16 +18,16 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from quant_assets.errors import StoreError
 from quant_assets.features.point_in_time import day_universe
 from quant_assets.features.schema import FeatureSchema, feature_schema
 from quant_assets.models.base import TARGET, Panel, TimeRange
 from quant_assets.store.lake import Lake
-from quant_assets.store.schemas import FEATURE_SCHEMA_HASH
+from quant_assets.store.schemas import FEATURE_SCHEMA_HASH, TIMESTAMP
 
 
 @dataclass(frozen=True)
@@ -89,43 +89,36 @@ def load_panel(
         raise ValueError(f"load_panel: end {end} must be after start {start}")
     schema = schema or feature_schema()
     names = schema.names
-    frames: list[pd.DataFrame] = []
+    typed = pa.schema(
+        [("symbol", pa.string()), ("open_time", TIMESTAMP)]
+        + [(name, pa.float64()) for name in [*names, TARGET]]
+    )
+    tables: list[pa.Table] = []
     days: list[dt.date] = []
     stale: dict[dt.date, str | None] = {}
     missing: list[dt.date] = []
     outside: dict[dt.date, list[str]] = {}
-    day = start
-    while day < end:
+    for day in (start + dt.timedelta(days=i) for i in range((end - start).days)):
         path = lake.path("features", date=day)
         if not path.exists():
             missing.append(day)
-            day += dt.timedelta(days=1)
             continue
         stored = (pq.read_schema(path).metadata or {}).get(FEATURE_SCHEMA_HASH.encode())
         stored_hash = stored.decode() if stored is not None else None
         if stored_hash != schema.hash:
             stale[day] = stored_hash
-            day += dt.timedelta(days=1)
             continue
         table = pq.read_table(path, columns=["symbol", "open_time", *names])
         allowed = universe_symbols(lake, day)
-        kept = pc.is_in(table.column("symbol"), value_set=pa.array(allowed, pa.string()))
         dropped = sorted(set(pc.unique(table.column("symbol")).to_pylist()) - set(allowed))
         if dropped:
             outside[day] = dropped
-        frame = table.filter(kept).to_pandas()
-        frame[TARGET] = _labels_for(lake, day, frame)
-        frames.append(frame)
+            table = table.filter(pc.is_in(table.column("symbol"), value_set=pa.array(allowed, pa.string())))
+        tables.append(_with_labels(lake, day, table).select(typed.names).cast(typed))
         days.append(day)
-        day += dt.timedelta(days=1)
-    if frames:
-        frame = pd.concat(frames, ignore_index=True)
-    else:
-        frame = pd.DataFrame({"symbol": pd.Series(dtype=str), "open_time": pd.Series(dtype="datetime64[ms]")})
-        for name in [*names, TARGET]:
-            frame[name] = pd.Series(dtype=np.float64)
-    frame = frame.sort_values(["symbol", "open_time"], kind="stable", ignore_index=True)
-    frame[names] = frame[names].astype(np.float64)
+    combined = pa.concat_tables(tables) if tables else typed.empty_table()
+    combined = combined.sort_by([("symbol", "ascending"), ("open_time", "ascending")])
+    frame = combined.to_pandas()
     return LoadedPanel(
         panel=Panel(frame, schema),
         days=days,
@@ -136,15 +129,20 @@ def load_panel(
     )
 
 
-def _labels_for(lake: Lake, day: dt.date, frame: pd.DataFrame) -> np.ndarray:
-    """``fwd_ret_12`` of each row of `frame` (one feature day), NaN where no label is stored."""
+def _with_labels(lake: Lake, day: dt.date, features: pa.Table) -> pa.Table:
+    """`features` (one day) with ``fwd_ret_12`` joined on (symbol, open_time); null where not stored.
+
+    Raises:
+        StoreError: the day's labels repeat a (symbol, open_time).
+    """
     path = lake.path("labels", date=day)
-    if not path.exists() or frame.empty:
-        return np.full(len(frame), np.nan)
-    labels = pq.read_table(path, columns=["symbol", "open_time", TARGET]).to_pandas()
-    keys = pd.MultiIndex.from_frame(frame[["symbol", "open_time"]])
-    found = labels.set_index(["symbol", "open_time"])[TARGET]
-    return found.reindex(keys).to_numpy(dtype=np.float64)
+    if not path.exists() or not features.num_rows:
+        return features.append_column(TARGET, pa.nulls(features.num_rows, pa.float64()))
+    labels = pq.read_table(path, columns=["symbol", "open_time", TARGET])
+    joined = features.join(labels, keys=["symbol", "open_time"], join_type="left outer")
+    if joined.num_rows != features.num_rows:
+        raise StoreError(f"labels of {day} repeat a (symbol, open_time): {path}")
+    return joined
 
 
 def design_matrix(
