@@ -17,6 +17,7 @@ from quant_assets.defs.assets.predictions import predictions
 from quant_assets.defs.assets.xgboost_model import xgboost_model
 from quant_assets.defs.automation import (
     coin_universe_job,
+    daily_models_job,
     daily_refresh,
     feature_table_job,
     feature_table_sensor,
@@ -24,8 +25,10 @@ from quant_assets.defs.automation import (
     freshness_sensor,
     labels_job,
     labels_sensor,
+    model_evaluation_sensor,
     ohlcv_job,
     ohlcv_sensor,
+    retrain_sensor,
 )
 from quant_assets.defs.checks import feature_table_fresh, ohlcv_fresh
 from quant_assets.defs.executors import select_executor
@@ -45,9 +48,24 @@ defs = dg.Definitions(
         model_evaluation,
     ],
     asset_checks=[ohlcv_fresh, feature_table_fresh],
-    jobs=[coin_universe_job, ohlcv_job, feature_table_job, labels_job, retrain_job, freshness_checks_job],
+    jobs=[
+        coin_universe_job,
+        ohlcv_job,
+        feature_table_job,
+        labels_job,
+        retrain_job,
+        freshness_checks_job,
+        daily_models_job,
+    ],
     schedules=[daily_refresh],
-    sensors=[ohlcv_sensor, feature_table_sensor, labels_sensor, freshness_sensor],
+    sensors=[
+        ohlcv_sensor,
+        feature_table_sensor,
+        labels_sensor,
+        retrain_sensor,
+        model_evaluation_sensor,
+        freshness_sensor,
+    ],
     resources=build_resources(),
     # QT_EXECUTOR: in_process (default; a run is a batch of partitions in one process),
     # multiprocess or celery; the code is the same locally and on workers (defs/executors.py).

@@ -36,7 +36,7 @@ from quant_assets.errors import StoreError
 from quant_assets.feature_days import stale_feature_days, stored_feature_hashes, warmup_days
 from quant_assets.features import feature_schema
 from quant_assets.models.base import MODEL_NAMES
-from quant_assets.models.registry import ModelVersion
+from quant_assets.models.registry import ModelVersion, latest_before
 from quant_assets.models.registry import versions as registry_versions
 from quant_assets.ohlcv_collect import consecutive_runs
 from quant_assets.store.lake import Lake
@@ -252,35 +252,13 @@ def feature_table_sensor(
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
-@dg.sensor(
-    job=labels_job,
-    minimum_interval_seconds=120,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """When ``ohlcv`` d lands, rebuild labels d - 1 (its forward horizons reach into d) and d.
-
-    Waits while any ``ohlcv`` run is in flight; one run per range of consecutive days.
-    """
-    busy = ohlcv_runs_in_flight(context.instance)
-    if busy:
-        return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
-    after = int(json.loads(context.cursor or "{}").get("after", 0))
-    changed, newest = _new_ohlcv_days(context, after)
-    if not changed:
-        return dg.SkipReason("no new ohlcv partitions")
-    # The day before gets its future only when it has labels already (else it has no candles, or
-    # its own candles are in `changed` and it is built anyway).
-    labelled = set(context.instance.get_materialized_partitions(dg.AssetKey("labels")))
-    days = changed | {c - dt.timedelta(days=1) for c in changed if str(c - dt.timedelta(days=1)) in labelled}
-    requests = day_range_requests(days, key=f"labels-{newest}", reason="new candles")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps({"after": newest}))
-
-
 # ------------------------------------------------------------------------------ models in the chain
 MODEL_ASSETS: tuple[str, ...] = tuple(f"{name}_model" for name in MODEL_NAMES)
 RETRAIN_TAG_PREFIX = "quant_assets/retrain/"  # + model name: the trigger a run retrains it for
 ROLLING_IC_DAYS = 7
+# Fewer stored days than this never start a training by themselves: too few to split into train,
+# validation and test with embargoes (a 3-day demo or test deployment stays without models).
+MIN_TRAIN_WINDOW_DAYS = 7
 
 # The model step of the daily chain, in ONE run: labels d - 1 and d (d - 1's future just arrived),
 # the models that are due (trained through d - 1, whose labels are now complete), then predictions
@@ -412,9 +390,12 @@ def due_triggers(
     whichever sensor or person launched it, or when it is in `already` (a sensor's cursor).
     """
     every_days = int(settings.check("QT_RETRAIN_EVERY_DAYS", os.environ.get("QT_RETRAIN_EVERY_DAYS")))  # type: ignore[call-overload]
-    window = min(
-        int(settings.check("QT_MODEL_TRAIN_DAYS", os.environ.get("QT_MODEL_TRAIN_DAYS"))),  # type: ignore[call-overload]
-        int(settings.check("QT_DATA_LOOKBACK_DAYS", os.environ.get("QT_DATA_LOOKBACK_DAYS"))),  # type: ignore[call-overload]
+    window = max(
+        MIN_TRAIN_WINDOW_DAYS,
+        min(
+            int(settings.check("QT_MODEL_TRAIN_DAYS", os.environ.get("QT_MODEL_TRAIN_DAYS"))),  # type: ignore[call-overload]
+            int(settings.check("QT_DATA_LOOKBACK_DAYS", os.environ.get("QT_DATA_LOOKBACK_DAYS"))),  # type: ignore[call-overload]
+        ),
     )
     triggers = retrain_triggers(
         registry_versions(store),
@@ -476,6 +457,85 @@ UPSTREAM_OF_MODELS = ("ohlcv", "feature_table", "labels", *MODEL_ASSETS, "predic
 
 
 @dg.sensor(
+    jobs=[labels_job, daily_models_job],
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """When ``ohlcv`` d lands, rebuild labels d - 1 (its forward horizons reach into d) and d.
+
+    Waits while any ``ohlcv`` run is in flight; one run per range of consecutive days. In the daily
+    chain (the newest day's candles, once models exist) the same run is the chain's model step:
+    labels d - 1 and d, the models due for retraining (trained through d - 1, whose labels this
+    run completes; reasons as for ``retrain_sensor``), then the predictions of d - 1 and d.
+    """
+    busy = ohlcv_runs_in_flight(context.instance)
+    if busy:
+        return dg.SkipReason(f"{busy} ohlcv runs in flight; waiting for the candles to settle")
+    after = int(json.loads(context.cursor or "{}").get("after", 0))
+    changed, newest = _new_ohlcv_days(context, after)
+    if not changed:
+        return dg.SkipReason("no new ohlcv partitions")
+    # The day before gets its future only when it has labels already (else it has no candles, or
+    # its own candles are in `changed` and it is built anyway).
+    labelled = set(context.instance.get_materialized_partitions(dg.AssetKey("labels")))
+    days = changed | {c - dt.timedelta(days=1) for c in changed if str(c - dt.timedelta(days=1)) in labelled}
+    step = model_step(context, days)
+    if isinstance(step, dg.SkipReason):
+        return step
+    requests = day_range_requests(days, key=f"labels-{newest}", reason="new candles")
+    if step is not None:
+        (request,) = requests
+        assets, run_config, tags = step
+        request = request.with_replaced_attrs(
+            job_name=daily_models_job.name,
+            asset_selection=[dg.AssetKey(a) for a in ["labels", *assets]],
+            run_config=run_config,
+            tags={**request.tags, **tags},
+        )
+        requests = [request]
+    else:
+        requests = [r.with_replaced_attrs(job_name=labels_job.name) for r in requests]
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps({"after": newest}))
+
+
+def _sensor_lake(context: dg.SensorEvaluationContext) -> Lake:
+    """The lake of the sensor's ``lake`` resource, else of ``QT_DATA_DIR`` (tests without resources)."""
+    try:
+        return context.resources.lake.lake()
+    except Exception:  # no such resource on this context
+        return Lake(settings.Settings.from_env().data_dir)
+
+
+def model_step(
+    context: dg.SensorEvaluationContext, days: set[dt.date]
+) -> tuple[list[str], dict[str, object], dict[str, str]] | dg.SkipReason | None:
+    """The model step the daily labels run also carries, or None (labels only), or a reason to wait.
+
+    Only for the daily case (the newest day's candles: one or two consecutive days) and once a
+    model was materialized before the range's first day began, so every day of the range has a
+    version trained before it. Predictions need that day's features: wait while they are built.
+    """
+    first, last = min(days), max(days)
+    if (last - first).days > 1:
+        return None
+    start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC).timestamp()
+    materialized = [context.instance.get_latest_materialization_event(dg.AssetKey(a)) for a in MODEL_ASSETS]
+    if not any(event is not None and event.timestamp < start for event in materialized):
+        return None
+    if runs_in_flight(context.instance, ["feature_table"]):
+        return dg.SkipReason("features are being built; the labels run also predicts, so it waits for them")
+    built = set(context.instance.get_materialized_partitions(dg.AssetKey("feature_table")))
+    if any(str(d) not in built for d in (first, last)):
+        return None  # no features to predict from: labels alone
+    due = due_triggers(context, _sensor_lake(context))
+    models = [t.model for t in due]
+    assets = [*(f"{m}_model" for m in models), "predictions"]
+    tags = retrain_tags(due) if due else {}
+    return assets, training_config(models, last - dt.timedelta(days=1)) if models else {}, tags
+
+
+@dg.sensor(
     job=daily_models_job,
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -526,6 +586,105 @@ def retrain_sensor(
     requested = [*requested, *(f"{t.model}:{t.key}" for t in due)][-200:]
     context.log.info(f"retraining {models}: {request.tags[REASON_TAG]}")
     return dg.SensorResult(run_requests=[request], cursor=json.dumps({"requested": requested}))
+
+
+EVALUATED_DAYS_BACK = 7  # the days model_evaluation_sensor looks back over for work
+
+
+def labels_complete(store: Lake, day: dt.date) -> bool:
+    """Whether the stored labels of `day` know ``fwd_ret_12`` of its last hour (they read d + 1)."""
+    try:
+        frame = store.read("labels", date=day)
+    except StoreError:
+        return False
+    last_hour = pd.Timestamp(dt.datetime.combine(day + dt.timedelta(days=1), dt.time())) - pd.Timedelta(
+        hours=1
+    )
+    return bool(frame.loc[frame["open_time"] >= last_hour, "fwd_ret_12"].notna().any())
+
+
+def _latest_storage_id(instance: dg.DagsterInstance, asset: str, day: dt.date) -> int | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(day)]),
+        limit=1,
+        ascending=False,
+    ).records
+    return records[0].storage_id if records else None
+
+
+@dg.sensor(
+    job=daily_models_job,
+    minimum_interval_seconds=120,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def model_evaluation_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Score the days whose labels now know their last hour: ``model_evaluation`` d once ``labels``
+    d was rebuilt with d + 1's candles, in one run per range of days (the chain's last run: d - 1).
+
+    Also predicts a recent features day that has none yet while a model trained before it exists
+    (the chain predicts in the labels run; this catches a day that run could not carry). Waits while
+    anything upstream is in flight; a day is scored again only when its predictions or labels are
+    newer than its evaluation.
+    """
+    busy = runs_in_flight(context.instance, UPSTREAM_OF_MODELS)
+    if busy:
+        return dg.SkipReason(f"{len(busy)} runs upstream of the evaluation in flight; waiting for them")
+    store = lake.lake()
+    predicted = {
+        dt.date.fromisoformat(k)
+        for k in context.instance.get_materialized_partitions(dg.AssetKey("predictions"))
+    }
+    built = {
+        dt.date.fromisoformat(k)
+        for k in context.instance.get_materialized_partitions(dg.AssetKey("feature_table"))
+    }
+    newest = max(built | predicted, default=None)
+    if newest is None:
+        return dg.SkipReason("no features or predictions yet")
+    recent = [newest - dt.timedelta(days=i) for i in range(EVALUATED_DAYS_BACK)]
+    to_score = []
+    for day in recent:
+        if day not in predicted or not labels_complete(store, day):
+            continue
+        scored = _latest_storage_id(context.instance, "model_evaluation", day)
+        inputs = [_latest_storage_id(context.instance, a, day) for a in ("predictions", "labels")]
+        if scored is None or any(i is not None and i > scored for i in inputs):
+            to_score.append(day)
+    to_predict = [
+        day
+        for day in recent[:2]
+        if day in built and day not in predicted and any(latest_before(store, m, day) for m in MODEL_NAMES)
+    ]
+    requests = [
+        r.with_replaced_attrs(
+            job_name=daily_models_job.name, asset_selection=[dg.AssetKey("model_evaluation")]
+        )
+        for r in day_range_requests(to_score, key="model_evaluation", reason="labels complete: score the day")
+    ]
+    requests += [
+        r.with_replaced_attrs(job_name=daily_models_job.name, asset_selection=[dg.AssetKey("predictions")])
+        for r in day_range_requests(
+            to_predict, key="predictions", reason="a features day without predictions"
+        )
+    ]
+    if not requests:
+        return dg.SkipReason("nothing to score or predict")
+    # Run keys name the inputs' newest storage ids, so new labels or predictions score a day again.
+    stamp = (
+        max(
+            r.storage_id
+            for r in context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("predictions")), limit=1, ascending=False
+            ).records
+        )
+        if predicted
+        else 0
+    )
+    requests = [r.with_replaced_attrs(run_key=f"{r.run_key}-{stamp}-{len(to_score)}") for r in requests]
+    context.log.info(f"scoring {to_score}, predicting {to_predict}")
+    return dg.SensorResult(run_requests=requests)
 
 
 # ------------------------------------------------------------------------------------- freshness

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from quant_assets.definitions import defs
+from quant_assets.defs import automation
 from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.feature_table import feature_table
 from quant_assets.defs.assets.ohlcv import ohlcv
@@ -233,6 +234,7 @@ def test_a_promoted_model_whose_rolling_ic_is_below_both_baselines_is_retrained(
 @pytest.fixture
 def feature_lake(sim: Simulator, tmp_path: Path, yesterday: dt.date, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Three days of real features for two symbols (simulator -> ohlcv -> feature_table)."""
+    monkeypatch.setattr(automation, "MIN_TRAIN_WINDOW_DAYS", 3)  # a tiny deployment, on purpose
     monkeypatch.setenv("QT_MODEL_TRAIN_DAYS", "3")
     monkeypatch.setenv("QT_DATA_LOOKBACK_DAYS", "3")
     monkeypatch.delenv("QT_RETRAIN_EVERY_DAYS", raising=False)
@@ -309,3 +311,11 @@ def test_retrain_sensor_retrains_a_model_of_another_schema_without_predicting_a_
     assert request.asset_selection == [dg.AssetKey("patchtst_model")]
     assert request.partition_key is None
     assert request.tags["quant_assets/reason"].startswith("feature schema changed: patchtst")
+
+
+def test_a_deployment_with_fewer_days_than_a_split_needs_never_starts_training(
+    feature_lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(automation, "MIN_TRAIN_WINDOW_DAYS", 7)
+    with dg.instance_for_test() as instance:
+        assert isinstance(retrain_tick(instance, feature_lake), dg.SkipReason)
