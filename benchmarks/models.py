@@ -15,7 +15,8 @@ Sections, each a function, run in order by :func:`main` (``--sections`` picks so
   0.58 s (N-HiTS) and 1.22 s (PatchTST) here [targets 4x and 1.5x faster: <= 0.145 s, <= 0.81 s],
   the same at the model's full configuration, then :func:`~quant_assets.models.training.train` at
   the full configuration on the whole table [<= 300 s each: the fit's wall-time budget];
-* ``inference`` - 100 symbols x 4 models from the store (filled by the serving owner).
+* ``inference`` - the live path (``latest_predictions``) for the 100 symbols x 4 models from the
+  store [<= 1 s], and ``predict_day`` of the last day; models the store lacks get a small version.
 
 The table: the simulator's market (deterministic candles, ``benchmarks/features.py``'s
 ``universe_candles``) for 100 symbols over 90 days plus the feature warm-up, stored as the ``ohlcv``
@@ -300,10 +301,72 @@ def _child(model: str, data: Path, first: dt.date, last: dt.date) -> dict[str, f
 
 
 # ------------------------------------------------------------------------------------- inference
+INFERENCE_REPEATS = 5
+INFERENCE_TARGET_S = 1.0
+
+
+def _ensure_versions(lake: Lake, first: dt.date, last: dt.date) -> list[str]:
+    """Register a small version of each model the store lacks (trained on the days before `last`);
+    returns the models trained here."""
+    from quant_assets.models import MODEL_NAMES, MODELS
+    from quant_assets.models.registry import versions
+    from quant_assets.models.training import train
+
+    trained = []
+    for name in MODEL_NAMES:
+        if versions(lake, name):
+            continue
+        days = min(4, (last - first).days)
+        train(
+            lake,
+            name,
+            end_day=last - dt.timedelta(days=1),
+            days=days,
+            config=MODELS[name].config_type.small(),
+        )
+        trained.append(name)
+    return trained
+
+
 def inference(args: argparse.Namespace, data: Path, first: dt.date, last: dt.date) -> None:
-    """100 symbols x 4 models from the store (owner: serving)."""
+    """The live path for every symbol of the last day's universe x 4 models, from the store:
+    :func:`~quant_assets.models.serving.latest_predictions` (each model's latest version loaded from
+    its artifact, features from the candles through ``latest_features``), first call and the median of
+    the next ones [<= 1 s]; then :func:`~quant_assets.models.serving.predict_day` of the last day for
+    scale."""
+    import numpy as np
+
+    from quant_assets.models.data import universe_symbols
+    from quant_assets.models.serving import latest_predictions, predict_day
+
+    lake = Lake(data)
     print(f"\n== inference ({load()})")
-    print("not filled yet")
+    trained = _ensure_versions(lake, first, last)
+    if trained:
+        print(f"registered small versions of {', '.join(trained)} (the store had none)")
+    symbols = universe_symbols(lake, last)
+    as_of = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0, 0, 30), tzinfo=dt.UTC)
+    times, cpu = [], []
+    for _ in range(1 + INFERENCE_REPEATS):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        live = latest_predictions(lake, symbols, as_of)
+        times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    warm = float(np.median(times[1:]))
+    models = sorted(live["model"].unique())
+    met = "ok" if warm <= INFERENCE_TARGET_S else "MISSED"
+    print(
+        f"latest_predictions: {live['symbol'].nunique()} symbols x {len(models)} models ({', '.join(models)}), "
+        f"{len(live)} predictions: first call {times[0]:.3f} s, then median {warm:.3f} s "
+        f"(fastest {min(times[1:]):.3f} s; CPU median {float(np.median(cpu[1:])):.3f} s) "
+        f"[target <= {INFERENCE_TARGET_S:.0f} s: {met}]"
+    )
+    started = time.perf_counter()
+    day = predict_day(lake, last)
+    print(
+        f"predict_day({last}): {len(day):,} predictions ({day['symbol'].nunique()} symbols x 288 candles x "
+        f"{day['model'].nunique()} models) in {time.perf_counter() - started:.2f} s"
+    )
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path, dt.date, dt.date], None]] = {

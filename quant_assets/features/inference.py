@@ -120,7 +120,8 @@ def latest_features(
             rows.append(_last_rows(within, [symbol], bars))
     rows = [r for r in rows if not r.empty]
     found = pd.concat(rows) if rows else pd.DataFrame(columns=["symbol", "open_time", *names])
-    present = [s for s in asked if s in set(found["symbol"])]
+    served = set(found["symbol"])  # once: a comprehension's condition is evaluated per symbol
+    present = [s for s in asked if s in served]
     result = found.set_index("symbol", drop=False).loc[present].reset_index(drop=True)
     result.attrs["feature_schema_hash"] = schema.hash
     result.attrs["as_of"] = as_of_utc
