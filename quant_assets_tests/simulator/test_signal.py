@@ -254,3 +254,14 @@ def test_quant_assets_simulator_signal_serves_the_planted_market(served):
     assert from_cli == expected[True]
     assert from_cli != expected[False]
     assert code == 0
+
+
+def test_the_session_signal_simulator_fixture_serves_the_planted_market(signal_simulator):
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    reference = Market(seed=7, signal=True).candles("ETHUSDT", day, day + timedelta(hours=1))
+
+    with requests.Session() as session:
+        rows = _klines(session, signal_simulator.url, "ETHUSDT", day, day + timedelta(hours=1))
+
+    assert signal_simulator.market.signal is True
+    assert [r[9] for r in rows] == [f"{v:.2f}" for v in reference["taker_buy_volume"]]
