@@ -513,22 +513,23 @@ def model_step(
     """The model step the daily labels run also carries, or None (labels only), or a reason to wait.
 
     Only for the daily case (the newest day's candles: one or two consecutive days) and once a
-    model was materialized before the range's first day began, so every day of the range has a
-    version trained before it. Predictions need that day's features: wait while they are built.
+    model version trained before the range's first day is registered, so every day of the range
+    has a version to predict it. Predictions need that day's features: wait while they are built.
     """
     first, last = min(days), max(days)
     if (last - first).days > 1:
         return None
-    start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC).timestamp()
-    materialized = [context.instance.get_latest_materialization_event(dg.AssetKey(a)) for a in MODEL_ASSETS]
-    if not any(event is not None and event.timestamp < start for event in materialized):
+    if not any(context.instance.get_latest_materialization_event(dg.AssetKey(a)) for a in MODEL_ASSETS):
+        return None  # no model was ever trained here (the registry is read only when one was)
+    store = _sensor_lake(context)
+    if not any(latest_before(store, model, first) for model in MODEL_NAMES):
         return None
     if runs_in_flight(context.instance, ["feature_table"]):
         return dg.SkipReason("features are being built; the labels run also predicts, so it waits for them")
     built = set(context.instance.get_materialized_partitions(dg.AssetKey("feature_table")))
     if any(str(d) not in built for d in (first, last)):
         return None  # no features to predict from: labels alone
-    due = due_triggers(context, _sensor_lake(context))
+    due = due_triggers(context, store)
     models = [t.model for t in due]
     assets = [*(f"{m}_model" for m in models), "predictions"]
     tags = retrain_tags(due) if due else {}
