@@ -6,7 +6,7 @@ Sections, each a function, run in order by :func:`main` (``--sections`` picks so
   panel read from the lake (:func:`~quant_assets.models.data.load_panel`), then
   :func:`~quant_assets.models.training.train` as the model assets call it (90-day window, 70/15/15
   split, early stopping on validation, test vs both baselines, bootstrap, artifact, registry), and
-  the reference fit: 200 rounds on every row of the table (2.59 M x 85) without early stopping, the
+  then (unless ``--no-reference``) the reference fit: 200 rounds on every row of the table (2.59 M x 85) without early stopping, the
   figure the issue compares with (LightGBM 55 s, XGBoost hist 77 s on 2.59 M x 55) [<= 120 s each,
   peak RSS <= 8 GiB];
 * ``torch`` - N-HiTS and PatchTST in a child process each: seconds per training step at
@@ -100,8 +100,11 @@ def load() -> str:
 
 
 # ----------------------------------------------------------------------------------------- trees
-def tree_child(model: str, data: Path, first: dt.date, last: dt.date) -> dict[str, float]:
-    """In a child process: read the panel, train() one version, then the 200-round reference fit."""
+def tree_child(
+    model: str, data: Path, first: dt.date, last: dt.date, *, reference: bool = True
+) -> dict[str, float]:
+    """In a child process: train() one version (its peak RSS is the model's), then read the panel
+    alone, then (`reference`) the 200-round fit on every row."""
     from quant_assets.models import MODELS
     from quant_assets.models.data import load_panel
     from quant_assets.models.training import train
@@ -109,14 +112,6 @@ def tree_child(model: str, data: Path, first: dt.date, last: dt.date) -> dict[st
     lake = Lake(data)
     days = (last - first).days + 1
     figures: dict[str, float] = {}
-
-    started, cpu = time.perf_counter(), time.process_time()
-    loaded = load_panel(lake, first, last + dt.timedelta(days=1))
-    figures["load_s"] = time.perf_counter() - started
-    figures["load_cpu_s"] = time.process_time() - cpu
-    figures["rows"] = len(loaded.panel.frame)
-    figures["features"] = len(loaded.panel.features)
-    figures["load_rss_mib"] = peak_rss_mib()
 
     started, cpu = time.perf_counter(), time.process_time()
     result = train(lake, model, end_day=last, days=days)
@@ -129,20 +124,30 @@ def tree_child(model: str, data: Path, first: dt.date, last: dt.date) -> dict[st
     figures["ic"] = float(result.metrics["ic"])
     figures["promoted"] = float(result.promoted)
     figures["train_rss_mib"] = peak_rss_mib()
+    del result
 
-    cls = MODELS[model]
-    config = cls.config_type(num_boost_round=200, early_stopping_rounds=10_000)
-    everything = TimeRange(
-        dt.datetime.combine(first, dt.time()), dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
-    )
-    last_day = TimeRange(everything.end - dt.timedelta(days=1), everything.end)
-    reference = cls(config)
     started, cpu = time.perf_counter(), time.process_time()
-    fit = reference.fit(loaded.panel, everything, last_day)
-    figures["reference_fit_s"] = time.perf_counter() - started
-    figures["reference_cpu_s"] = time.process_time() - cpu
-    figures["reference_rows"] = fit["train_rows"]
-    figures["reference_rounds"] = fit["rounds"]
+    loaded = load_panel(lake, first, last + dt.timedelta(days=1))
+    figures["load_s"] = time.perf_counter() - started
+    figures["load_cpu_s"] = time.process_time() - cpu
+    figures["rows"] = len(loaded.panel.frame)
+    figures["features"] = len(loaded.panel.features)
+
+    figures["reference_fit_s"] = figures["reference_cpu_s"] = float("nan")
+    figures["reference_rows"] = figures["reference_rounds"] = float("nan")
+    if reference:
+        cls = MODELS[model]
+        config = cls.config_type(num_boost_round=200, early_stopping_rounds=10_000)
+        everything = TimeRange(
+            dt.datetime.combine(first, dt.time()), dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+        )
+        last_day = TimeRange(everything.end - dt.timedelta(days=1), everything.end)
+        started, cpu = time.perf_counter(), time.process_time()
+        fit = cls(config).fit(loaded.panel, everything, last_day)
+        figures["reference_fit_s"] = time.perf_counter() - started
+        figures["reference_cpu_s"] = time.process_time() - cpu
+        figures["reference_rows"] = fit["train_rows"]
+        figures["reference_rounds"] = fit["rounds"]
     figures["peak_rss_mib"] = peak_rss_mib()
     return figures
 
@@ -152,7 +157,7 @@ def trees(args: argparse.Namespace, data: Path, first: dt.date, last: dt.date) -
     print(f"\n== trees ({load()})")
     header = (
         f"{'model':<9}{'panel read':>11}{'train()':>9}{'fit':>8}{'rounds':>8}{'test IC':>9}"
-        f"{'200 rounds, all rows':>22}{'peak RSS':>11}"
+        f"{'200 rounds, all rows':>22}{'train() peak RSS':>18}"
     )
     print(header)
     for model in TREE_MODELS:
@@ -168,6 +173,7 @@ def trees(args: argparse.Namespace, data: Path, first: dt.date, last: dt.date) -
                 str(first),
                 "--last",
                 str(last),
+                *(["--no-reference"] if args.no_reference else []),
             ],
             capture_output=True,
             text=True,
@@ -180,13 +186,13 @@ def trees(args: argparse.Namespace, data: Path, first: dt.date, last: dt.date) -
         print(
             f"{model:<9}{f['load_s']:>10.1f}s{f['train_s']:>8.1f}s{f['fit_s']:>7.1f}s"
             f"{f['best_iteration']:>4.0f}/{f['rounds']:<3.0f}{f['ic']:>9.4f}"
-            f"{f['reference_fit_s']:>21.1f}s{f['peak_rss_mib'] / 1024:>9.2f} GiB"
+            f"{f['reference_fit_s']:>21.1f}s{f['train_rss_mib'] / 1024:>14.2f} GiB"
         )
         print(
             f"{'':<9}panel {f['rows']:,.0f} rows x {f['features']:.0f} features; fit on {f['train_rows']:,.0f} "
             f"train rows (best/rounds run); reference {f['reference_rows']:,.0f} rows x "
-            f"{f['reference_rounds']:.0f} rounds; RSS after read {f['load_rss_mib'] / 1024:.2f} GiB, "
-            f"after train() {f['train_rss_mib'] / 1024:.2f} GiB; promoted {bool(f['promoted'])}"
+            f"{f['reference_rounds']:.0f} rounds; peak RSS with the reference fit "
+            f"{f['peak_rss_mib'] / 1024:.2f} GiB; promoted {bool(f['promoted'])}"
         )
         print(
             f"{'':<9}CPU seconds (all threads): panel read {f['load_cpu_s']:.1f}, train() {f['train_cpu_s']:.1f}, "
@@ -384,15 +390,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--data", type=Path, default=None, help="keep the table here and reuse it")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="trees: skip the 200-round fit on every row"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--first", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--last", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child = torch_child if args.child in TORCH_MODELS else tree_child
-        figures = child(
-            args.child, args.data, dt.date.fromisoformat(args.first), dt.date.fromisoformat(args.last)
+        child_args = (
+            args.child,
+            args.data,
+            dt.date.fromisoformat(args.first),
+            dt.date.fromisoformat(args.last),
         )
+        if args.child in TORCH_MODELS:
+            figures = torch_child(*child_args)
+        else:
+            figures = tree_child(*child_args, reference=not args.no_reference)
         print(json.dumps(figures))
         return 0
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
