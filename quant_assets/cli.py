@@ -102,6 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     predict = commands.add_parser("predict", help="each model's latest prediction at the last closed candle")
     predict.add_argument("--symbol", required=True, help="e.g. BTCUSDT")
+    predict.add_argument(
+        "--as-of",
+        type=dt.datetime.fromisoformat,
+        default=None,
+        help="moment of inference, UTC (default now): the last candle closed by then is predicted from",
+    )
 
     args = parser.parse_args(argv)
     # One "planned" event per run instead of one per partition: on SQLite, 9,000 of them cost about
@@ -132,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 in_process=args.in_process,
             )
         if args.command == "predict":
-            return _predict(symbol=args.symbol)
+            return _predict(symbol=args.symbol, as_of=args.as_of)
         return _catalog(force=args.force)
     except QuantAssetsError as error:  # bad input or configuration: say what, no traceback
         print(f"quant-assets {args.command}: {error}", file=sys.stderr)
@@ -267,13 +273,14 @@ def _train(
     return 0 if outcome.success else 1
 
 
-def _predict(*, symbol: str) -> int:
+def _predict(*, symbol: str, as_of: dt.datetime | None = None) -> int:
     from quant_assets.models.serving import latest_predictions
     from quant_assets.store.lake import Lake
     from quant_assets.symbols import checked_symbol
 
     lake = Lake(Settings.from_env().data_dir)
-    found = latest_predictions(lake, checked_symbol(symbol), dt.datetime.now(dt.UTC))
+    moment = dt.datetime.now(dt.UTC) if as_of is None else as_of.replace(tzinfo=as_of.tzinfo or dt.UTC)
+    found = latest_predictions(lake, checked_symbol(symbol), moment)
     print(predict_report(symbol, found))
     return 0 if not found.empty else 1
 
@@ -282,8 +289,17 @@ def predict_report(symbol: str, found: pd.DataFrame) -> str:
     """Each model's latest prediction for `symbol`, promoted versions marked with ``*``."""
     import pandas as pd
 
+    refused = dict(found.attrs.get("refused", {}))
+    notes = [f"  {model} refused: {why}" for model, why in sorted(refused.items())]
+    if symbol in found.attrs.get("missing_symbols", []):
+        notes.append(
+            f"  {symbol} has no closed candle stored in the warm-up window before {found.attrs.get('as_of')}"
+        )
     if found.empty:
-        return f"{symbol}: no model has a version to predict with (run quant-assets train first)"
+        head = (
+            f"{symbol}: no prediction (no model version, or no candles: run quant-assets train / demo first)"
+        )
+        return "\n".join([head, *notes])
     lines = [f"{symbol}: forecast of the 12-bar (1 h) forward log return from the last closed candle"]
     lines.append(f"  {'model':<9} {'candle (UTC)':<19} {'prediction':>11}  version")
     for row in found.sort_values("model").itertuples(index=False):
@@ -293,7 +309,7 @@ def predict_report(symbol: str, found: pd.DataFrame) -> str:
             f"{float(row.prediction):>+11.6f}  {row.version}"
         )
     lines.append("  * promoted: beat both naive baselines past noise on its test days")
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def _no_instance() -> bool:

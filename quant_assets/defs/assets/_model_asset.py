@@ -35,6 +35,7 @@ from quant_assets.models.base import MODEL_NAMES, TARGET
 from quant_assets.models.registry import ModelVersion, versions
 from quant_assets.models.training import TrainResult, train
 from quant_assets.settings import Settings
+from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 
 MODEL_ASSET_NAMES: tuple[str, ...] = tuple(f"{name}_model" for name in MODEL_NAMES)
@@ -325,6 +326,7 @@ def materialize_models(
     from quant_assets.defs.resources import build_resources
 
     run_config = model_run_config(models, days=days, profile=profile, end_day=end_day)
+    lake = _lake_of(resources)
     resources = dict(resources) if resources is not None else build_resources()
     result = dg.materialize(
         [defs.get_assets_def(f"{model}_model") for model in models],
@@ -340,7 +342,6 @@ def materialize_models(
         for event in result.get_asset_materialization_events()
         if event.asset_key is not None
     }
-    lake = resources["lake"].lake()
     for model in models:
         if model in written:
             outcome.versions[model] = next(v for v in versions(lake, model) if v.version == written[model])
@@ -350,6 +351,13 @@ def materialize_models(
             message = data.user_failure_data.description if data.user_failure_data else data.error.message
             outcome.failures[str(event.step_key).removesuffix("_model")] = str(message)
     return outcome
+
+
+def _lake_of(resources: Mapping[str, Any] | None) -> Lake:
+    """The lake of `resources`, or of the QT_* variables (their resources hold unresolved EnvVars)."""
+    if resources is not None:
+        return resources["lake"].lake()
+    return Lake(Settings.from_env().data_dir)
 
 
 def train_report(outcome: ModelRunOutcome) -> str:
@@ -382,8 +390,9 @@ def demo_models(
     *,
     instance: dg.DagsterInstance,
     resources: Mapping[str, Any] | None = None,
+    models: Sequence[str] = MODEL_NAMES,
 ) -> str:
-    """The demo's end: train the four models (small configs) on `first` .. `last` - 3 days, then
+    """The demo's end: train `models` (small configs) on `first` .. `last` - 3 days, then
     materialize ``predictions`` for the 3 days after and ``model_evaluation`` for those whose labels
     are known (all but `last`, whose last hour needs today's candles). Returns what to print.
 
@@ -396,10 +405,11 @@ def demo_models(
 
     if (last - first).days + 1 < DEMO_MIN_DAYS:
         raise QuantAssetsError(f"the models need at least {DEMO_MIN_DAYS} days of features")
+    lake = _lake_of(resources)
     resources = dict(resources) if resources is not None else build_resources()
     train_end = last - dt.timedelta(days=DEMO_SCORED_DAYS)
     outcome = materialize_models(
-        MODEL_NAMES,
+        models,
         days=(train_end - first).days + 1,
         profile="small",
         end_day=train_end,
@@ -422,7 +432,8 @@ def demo_models(
         )
         if not result.success:
             raise QuantAssetsError(f"{name} {start}..{end} failed (run {result.run_id})")
-    with resources["lake"].catalog().connect() as con:
+    Catalog(lake).ensure_views()
+    with Catalog(lake).connect() as con:
         scores = con.execute(
             "SELECT model, day, promoted, rows, round(ic, 4) AS ic, round(baseline_last_ic, 4) AS ic_last, "
             "round(directional_accuracy, 4) AS dir_acc, round(rmse, 6) AS rmse, "
