@@ -645,14 +645,16 @@ def model_evaluation_sensor(
     if newest is None:
         return dg.SkipReason("no features or predictions yet")
     recent = [newest - dt.timedelta(days=i) for i in range(EVALUATED_DAYS_BACK)]
-    to_score = []
+    to_score: list[dt.date] = []
+    newest_input: dict[dt.date, int] = {}
     for day in recent:
         if day not in predicted or not labels_complete(store, day):
             continue
         scored = _latest_storage_id(context.instance, "model_evaluation", day)
-        inputs = [_latest_storage_id(context.instance, a, day) for a in ("predictions", "labels")]
-        if scored is None or any(i is not None and i > scored for i in inputs):
+        inputs = [i for a in ("predictions", "labels") if (i := _latest_storage_id(context.instance, a, day))]
+        if scored is None or any(i > scored for i in inputs):
             to_score.append(day)
+            newest_input[day] = max(inputs, default=0)
     to_predict = [
         day
         for day in recent[:2]
@@ -673,17 +675,8 @@ def model_evaluation_sensor(
     if not requests:
         return dg.SkipReason("nothing to score or predict")
     # Run keys name the inputs' newest storage ids, so new labels or predictions score a day again.
-    stamp = (
-        max(
-            r.storage_id
-            for r in context.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("predictions")), limit=1, ascending=False
-            ).records
-        )
-        if predicted
-        else 0
-    )
-    requests = [r.with_replaced_attrs(run_key=f"{r.run_key}-{stamp}-{len(to_score)}") for r in requests]
+    stamp = max(newest_input.values(), default=0)
+    requests = [r.with_replaced_attrs(run_key=f"{r.run_key}-{stamp}") for r in requests]
     context.log.info(f"scoring {to_score}, predicting {to_predict}")
     return dg.SensorResult(run_requests=requests)
 

@@ -319,3 +319,9 @@ def test_a_deployment_with_fewer_days_than_a_split_needs_never_starts_training(
     monkeypatch.setattr(automation, "MIN_TRAIN_WINDOW_DAYS", 7)
     with dg.instance_for_test() as instance:
         assert isinstance(retrain_tick(instance, feature_lake), dg.SkipReason)
+
+
+@pytest.mark.parametrize("asset", ["coin_universe", "ohlcv"])
+def test_every_asset_calling_binance_shares_the_binance_pool(asset: str) -> None:
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(asset)).pools == {"binance"}

@@ -22,6 +22,7 @@ from quant_assets.defs.automation import (
     ohlcv_sensor,
     retrain_sensor,
 )
+from quant_assets.defs.ranges import RANGE_END, RANGE_START, day_range_tags
 from quant_assets.features import feature_schema
 from quant_assets.models.base import MODEL_NAMES
 from quant_assets.models.registry import write_version
@@ -144,3 +145,32 @@ def test_once_a_model_predates_the_day_the_labels_run_also_retrains_and_predicts
     ) == (str(first), str(yesterday))
     assert request.run_config["ops"]["lightgbm_model"]["config"] == {"end_day": str(first)}
     assert "2 new feature_table days since xgboost" in request.tags["quant_assets/reason"]
+
+
+def test_a_day_is_scored_once_its_labels_know_the_last_hour_and_again_when_they_change(
+    chain_env: dict[str, Any], yesterday: dt.date
+) -> None:
+    before = yesterday - dt.timedelta(days=1)
+    with dg.instance_for_test() as instance:
+        execute(
+            dg.RunRequest(partition_key=str(yesterday), job_name="coin_universe_job"), instance, chain_env
+        )
+        cursors: dict[str, str | None] = {}
+        for request in tick(ohlcv_sensor, instance, chain_env, cursors):
+            execute(request, instance, chain_env)
+        labels_run = dg.RunRequest(job_name="labels_job", tags=day_range_tags(before, yesterday))
+        execute(labels_run, instance, chain_env)  # labels d-1 complete (d's candles are stored), d not
+        for day in (before, yesterday):  # as if the models had predicted both days
+            instance.report_runless_asset_event(dg.AssetMaterialization("predictions", partition=str(day)))
+
+        (request,) = tick(model_evaluation_sensor, instance, chain_env, cursors)
+        assert request.asset_selection == [dg.AssetKey("model_evaluation")]
+        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (str(before), str(before))
+
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("model_evaluation", partition=str(before))
+        )
+        assert tick(model_evaluation_sensor, instance, chain_env, cursors) == []  # scored, labels unchanged
+        execute(labels_run, instance, chain_env)  # labels d-1 rewritten: score it again
+        (again,) = tick(model_evaluation_sensor, instance, chain_env, cursors)
+        assert (again.tags[RANGE_START], again.run_key != request.run_key) == (str(before), True)

@@ -17,6 +17,7 @@ from quant_assets.universe_snapshot import take_universe_snapshot
     kinds={"parquet", "duckdb"},
     group_name="market_data",
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+    pool="binance",  # it calls Binance (exchangeInfo, the 24h fallback): one pool per venue, as ohlcv
 )
 def coin_universe(
     context: dg.AssetExecutionContext,
