@@ -30,7 +30,7 @@ from quant_assets.defs.automation import (
     ohlcv_sensor,
     retrain_sensor,
 )
-from quant_assets.defs.checks import feature_table_fresh, ohlcv_fresh
+from quant_assets.defs.checks import feature_table_fresh, ohlcv_fresh, predictions_fresh
 from quant_assets.defs.executors import select_executor
 from quant_assets.defs.resources import build_resources
 
@@ -47,7 +47,7 @@ defs = dg.Definitions(
         predictions,
         model_evaluation,
     ],
-    asset_checks=[ohlcv_fresh, feature_table_fresh],
+    asset_checks=[ohlcv_fresh, feature_table_fresh, predictions_fresh],
     jobs=[
         coin_universe_job,
         ohlcv_job,

@@ -682,8 +682,8 @@ def model_evaluation_sensor(
 
 
 # ------------------------------------------------------------------------------------- freshness
-# Assets with a freshness check registered (predictions joins when its asset is in the definitions).
-FRESHNESS_ASSETS: tuple[str, ...] = ("ohlcv", "feature_table")
+# The assets whose freshness checks (defs/checks.py) freshness_sensor evaluates.
+FRESHNESS_ASSETS: tuple[str, ...] = ("ohlcv", "feature_table", "predictions")
 FRESHNESS_KEYS = [dg.AssetCheckKey(dg.AssetKey(asset), FRESH_CHECK) for asset in FRESHNESS_ASSETS]
 freshness_checks_job = dg.define_asset_job(
     "freshness_checks_job",

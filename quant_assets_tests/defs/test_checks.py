@@ -36,7 +36,7 @@ def evaluate_freshness(instance: dg.DagsterInstance) -> dict[str, dg.AssetCheckE
     result = defs.resolve_job_def("freshness_checks_job").execute_in_process(instance=instance)
     assert result.success
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(dg.AssetKey(a), "fresh") for a in ("ohlcv", "feature_table")]
+        [dg.AssetCheckKey(dg.AssetKey(a), "fresh") for a in ("ohlcv", "feature_table", "predictions")]
     )
     return {
         key.asset_key.path[-1]: record.event.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
@@ -75,3 +75,19 @@ def test_ohlcv_freshness_fails_on_an_old_latest_partition_and_passes_once_yester
         assert checks["ohlcv"].passed
         assert checks["ohlcv"].metadata["latest_partition"].value == str(yesterday)
         assert isinstance(freshness_tick(instance), dg.SkipReason)
+
+
+def test_predictions_freshness_fails_without_the_expected_day_and_passes_with_it(yesterday: dt.date) -> None:
+    expected = expected_latest_day("predictions", dt.datetime.now(dt.UTC))
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("predictions", partition=str(expected - dt.timedelta(days=1)))
+        )
+        checks = evaluate_freshness(instance)
+        assert not checks["predictions"].passed
+        assert "1 day(s) older than expected" in (checks["predictions"].description or "")
+        instance.report_runless_asset_event(dg.AssetMaterialization("predictions", partition=str(expected)))
+        request = freshness_tick(instance)
+        assert isinstance(request, dg.RunRequest)
+        assert request.asset_check_keys == [dg.AssetCheckKey(dg.AssetKey("predictions"), "fresh")]
+        assert evaluate_freshness(instance)["predictions"].passed
