@@ -355,9 +355,10 @@ def materialize_models(
 
 def _lake_of(resources: Mapping[str, Any] | None) -> Lake:
     """The lake of `resources`, or of the QT_* variables (their resources hold unresolved EnvVars)."""
-    if resources is not None:
-        return resources["lake"].lake()
-    return Lake(Settings.from_env().data_dir)
+    data_dir = resources["lake"].data_dir if resources is not None else None
+    if data_dir is None or isinstance(data_dir, dg.EnvVar):
+        return Lake(Settings.from_env().data_dir)
+    return Lake(data_dir)
 
 
 def train_report(outcome: ModelRunOutcome) -> str:
