@@ -156,7 +156,8 @@ class Dropout(nn.Module):
         n = x.numel()
         draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
         keep = draws.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+        scale = torch.tensor(1.0 / (1.0 - self.p), dtype=x.dtype)
+        return x * torch.where(keep, scale, torch.zeros((), dtype=x.dtype))
 
 
 class _Norm(nn.Module):
@@ -181,11 +182,11 @@ class EncoderLayer(nn.Module):
     (``attn_mask`` of PyTorch's fused attention) and hands the sum to the next layer.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, last: bool = False) -> None:
         super().__init__()
         self.n_heads = config.n_heads
         self.head_dim = config.d_model // config.n_heads
-        self.res_attention = config.res_attention
+        self.res_attention = config.res_attention and not last  # the last layer's scores go nowhere
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
         self.dropout = Dropout(config.dropout)
@@ -227,7 +228,9 @@ class PatchTSTNetwork(nn.Module):
         self.embed = nn.Linear(config.patch_len, config.d_model)
         self.position = nn.Parameter(torch.empty(config.patches, config.d_model).uniform_(-0.02, 0.02))
         self.dropout = Dropout(config.dropout)
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(
+            EncoderLayer(config, last=i == config.n_layers - 1) for i in range(config.n_layers)
+        )
         self.head = nn.Linear(config.patches * config.d_model, HORIZON_BARS)
         self.head_dropout = Dropout(config.head_dropout)
         self.channel_weights = nn.Parameter(torch.zeros(channels))

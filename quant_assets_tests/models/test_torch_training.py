@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -237,3 +240,15 @@ def test_torch_settings_are_in_force_inside() -> None:
         first = torch.rand(3)
     with torch_settings(seed=1, threads=1):
         assert torch.equal(torch.rand(3), first)
+
+
+@pytest.mark.parametrize(("operator", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_torch_threads_wait_passively_unless_the_operator_chose(operator: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if operator is not None:
+        env["OMP_WAIT_POLICY"] = operator
+    code = "import os, quant_assets.models.torch_training; print(os.environ['OMP_WAIT_POLICY'])"
+
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+    assert out.stdout.strip() == expected
