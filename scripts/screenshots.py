@@ -1,7 +1,8 @@
 """``make screenshots``: the README's pictures of the web UI, made from this code.
 
-1. A small demo materialization (``quant-assets demo``: universe, candles, labels, features and
-   models against the simulator) into a temporary ``DAGSTER_HOME`` and data directory.
+1. A small demo materialization (``quant-assets demo --symbols 3 --days 10``: universe, candles,
+   labels, features, the four models, predictions and their evaluation, against the simulator
+   with its planted signal) into a temporary ``DAGSTER_HOME`` and data directory.
 2. ``dagster dev`` (webserver and daemon) on that instance and a fresh simulator, until its
    sensors have settled.
 3. Debian's Chromium, headless, driven by Playwright (nothing is downloaded): the asset graph, the
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     parser.add_argument("--symbols", type=int, default=3)
-    parser.add_argument("--days", type=int, default=4)
+    parser.add_argument("--days", type=int, default=10, help="10: the fewest with which the demo trains")
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance and data")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "QT_MODEL_TRAIN_DAYS": str(args.days),
         }
         demo(env, symbols=args.symbols, days=args.days)
-        with Simulator() as sim:
+        with Simulator(signal=True) as sim:  # the demo's market: a re-fetch gives the same candles
             env |= {"QT_BINANCE_FAPI_URL": sim.url, "QT_COINGECKO_API_URL": sim.coingecko_url}
             with DevServer(cwd=REPO, env=env, log_path=work / "dagster_dev.log") as server:
                 print(f"dagster dev on {server.url}; waiting for its sensors to settle", flush=True)

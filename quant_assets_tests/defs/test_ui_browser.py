@@ -27,6 +27,8 @@ GRAPH = {
     "lightgbm_model",
     "nhits_model",
     "patchtst_model",
+    "predictions",
+    "model_evaluation",
 }
 
 
