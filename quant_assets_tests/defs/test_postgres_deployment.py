@@ -245,6 +245,8 @@ def test_the_daemon_on_the_deployment_file_survives_a_restart(sim: Simulator, tm
             assert [t.status.value for t in schedule_ticks] == ["SUCCESS"]
             assert dt.datetime.fromtimestamp(schedule_ticks[0].timestamp, dt.UTC) == tick_time
             assert all(cursors_before.values()), cursors_before
+            # The ohlcv run went through the queue under the venue pool, whose limit is the default 1.
+            assert instance.event_log_storage.get_concurrency_info("binance").slot_count == 1
             # ... it survived the restart: run history, partitions, sensor cursors ...
             assert {r.run_id: (r.job_name, r.status) for r in instance.get_runs()} == runs_before
             partitions_after = {a: instance.get_materialized_partitions(dg.AssetKey(a)) for a in CHAIN}
