@@ -14,6 +14,7 @@ All four start RUNNING (``default_status``); the daemon (``dagster dev`` runs on
 import datetime as dt
 import json
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -259,6 +260,7 @@ ROLLING_IC_DAYS = 7
 # Fewer stored days than this never start a training by themselves: too few to split into train,
 # validation and test with embargoes (a 3-day demo or test deployment stays without models).
 MIN_TRAIN_WINDOW_DAYS = 7
+FEATURES_GRACE_S = 1800.0  # how long the labels run waits for the day's features before going alone
 
 # The model step of the daily chain, in ONE run: labels d - 1 and d (d - 1's future just arrived),
 # the models that are due (trained through d - 1, whose labels are now complete), then predictions
@@ -527,8 +529,15 @@ def model_step(
     if runs_in_flight(context.instance, ["feature_table"]):
         return dg.SkipReason("features are being built; the labels run also predicts, so it waits for them")
     built = set(context.instance.get_materialized_partitions(dg.AssetKey("feature_table")))
-    if any(str(d) not in built for d in (first, last)):
-        return None  # no features to predict from: labels alone
+    if str(last) not in built:
+        # feature_table_sensor builds them after the same candles: wait, within a bound, so the
+        # day's predictions ride in this run rather than cost one more.
+        candles = context.instance.get_latest_materialization_event(dg.AssetKey("ohlcv"))
+        if candles is not None and time.time() - candles.timestamp < FEATURES_GRACE_S:
+            return dg.SkipReason(f"waiting for the features of {last}: this run predicts from them")
+        return None
+    if str(first) not in built:
+        return None  # no features to predict the day before from: labels alone
     due = due_triggers(context, store)
     models = [t.model for t in due]
     assets = [*(f"{m}_model" for m in models), "predictions"]
