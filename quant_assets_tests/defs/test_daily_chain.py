@@ -122,15 +122,22 @@ def test_once_a_model_predates_the_day_the_labels_run_also_retrains_and_predicts
         scheduled = dg.RunRequest(partition_key=str(yesterday), job_name="coin_universe_job")
         execute(scheduled, instance, chain_env)
         cursors: dict[str, str | None] = {}
-        for sensor in (ohlcv_sensor, feature_table_sensor):
-            for request in tick(sensor, instance, chain_env, cursors):
-                execute(request, instance, chain_env)
         # A model of each kind, trained (registry row and materialization) days before the candles.
         for model in MODEL_NAMES:
             write_version(
                 Lake(tmp_path), version(model, yesterday - dt.timedelta(days=5), schema=feature_schema().hash)
             )
             instance.report_runless_asset_event(dg.AssetMaterialization(f"{model}_model"))
+        for request in tick(ohlcv_sensor, instance, chain_env, cursors):
+            execute(request, instance, chain_env)
+        with dg.build_sensor_context(
+            instance_ref=instance.get_ref(), definitions=defs, resources=chain_env
+        ) as context:
+            waiting = labels_sensor(context)  # candles landed, the day's features not yet
+        assert isinstance(waiting, dg.SkipReason)
+        assert f"waiting for the features of {yesterday}" in str(waiting.skip_message)
+        for request in tick(feature_table_sensor, instance, chain_env, cursors):
+            execute(request, instance, chain_env)
         (request,) = tick(labels_sensor, instance, chain_env, cursors)
     assert request.job_name == "daily_models_job"
     assert set(request.asset_selection or []) == {
