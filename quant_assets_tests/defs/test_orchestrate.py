@@ -45,7 +45,8 @@ def test_cli_backfill_submits_one_run_to_the_instance_and_follows_it(
         materialized = instance.get_materialized_partitions(dg.AssetKey("ohlcv"))
     first = yesterday - dt.timedelta(days=1)
     assert materialized == {f"{d}|{s}" for d in (first, yesterday) for s in ("BTCUSDT", "ETHUSDT")}
-    assert "submitted run" in out and "no daemon is running: launching it from here" in out
+    assert "submitted run" in out
+    assert "no daemon is running: launching it from here" in out
     assert "ohlcv run done: 4 partitions written" in out  # the run's own log, followed live
 
 
@@ -74,7 +75,8 @@ def test_cli_train_submits_a_retrain_job_run_and_names_why_each_model_failed(
     code = cli.main(["train", "--models", "xgboost,lightgbm", "--profile", "small"])  # nothing stored yet
     out = capsys.readouterr().out
     assert code == 1, out
-    assert "xgboost  FAILED" in out and "lightgbm  FAILED" in out
+    assert "xgboost  FAILED" in out
+    assert "lightgbm  FAILED" in out
     assert "materialize feature_table first" in out
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()
