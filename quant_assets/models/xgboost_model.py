@@ -8,10 +8,18 @@ trees up to the best validation iteration.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
+
+# The library's OpenMP threads spin while they wait for each other (libgomp's default). On a machine
+# with more runnable threads than cores, a spinning thread holds the core the thread it waits for
+# needs: 40 rounds on 115 k rows x 42 features took 132 s (XGBoost; LightGBM over 300 s) instead of
+# 13 s (9 s) at load 20 on 2 cores. The runtime reads this once, when it loads, so it is set before
+# the library is imported; a value the operator set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pandas as pd
