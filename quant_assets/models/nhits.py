@@ -75,8 +75,8 @@ class Config(TorchConfig):
             patience=4,
             valid_windows=2048,
             time_budget_s=20.0,
-            # One thread: a second one gains nothing on so small a network, and on a busy machine
-            # every step would wait at a barrier for a thread the scheduler has set aside.
+            # One thread: the operations of so small a network are too small to split, and a
+            # second thread only adds a wait at every one of them.
             threads=1,
         )
 
