@@ -108,6 +108,9 @@ def test_the_retrain_job_runs_its_four_model_steps_on_two_celery_workers(
     data_dir, home = tmp_path / "data", tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")  # one host: SQLite
+    # Create the instance's databases once, here: processes that all open a fresh SQLite instance at
+    # the same moment can each stamp its schema version (alembic: "more than one head present").
+    dg.DagsterInstance.from_config(str(home)).dispose()
     tiny_lake(sim, data_dir)
     port = free_port()
     broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
