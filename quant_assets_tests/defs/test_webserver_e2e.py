@@ -3,13 +3,17 @@
 ``dagster dev`` (webserver and daemon) runs against the exchange simulator with a temporary
 ``DAGSTER_HOME`` and data directory; from then on the test speaks only GraphQL to it, with the UI's
 own operations: it lists assets, checks, schedules and sensors, turns the sensors on, previews the
-daily schedule's tick for today and launches what it asks for ("Preview tick result" -> "Launch
-all"), then waits until the instance is quiet. Every run must have succeeded, and the catalog, read
-with DuckDB in read-only mode, must hold yesterday's universe, candles, labels, features, and, once
-the model assets are defined, predictions and their evaluation.
+daily schedule's tick and launches what it asks for ("Preview tick result" -> "Launch all"), then
+waits until the instance is quiet (no run in flight, every sensor evaluated since and asking for
+nothing). Two days run this way: yesterday's tick (the deployment's first day: the lookback's
+candles, features and labels, the first models, predictions of its newest day), then today's. A
+day's evaluation needs the next day's first hour of candles, so after today's tick the catalog
+holds yesterday's universe, candles, features, labels and predictions, and the evaluation of the
+day before. Every run must have succeeded, and today's tick must have cost at most 5 runs.
 
-Kept tiny (3 symbols, a few days of lookback); the time goes to Dagster's process starts and to the
-sensors' minimum intervals, so every wait is a bounded poll on a condition.
+Kept tiny (3 symbols, the 8-day lookback that the 7-day training window needs); the time goes to
+Dagster's process starts, the sensors' minimum intervals and the models' training, so every wait is
+a bounded poll on a condition.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,9 +35,10 @@ from quant_assets.webui import REPO_SELECTOR, DevServer, failure_messages, runs,
 from quant_assets_tests.dagster_helpers import query
 
 REPO = Path(__file__).resolve().parents[2]
-LOOKBACK_DAYS = 4
+# The smallest deployment that trains: models wait for a window of 7 feature days (automation.py).
+LOOKBACK_DAYS = 8
+TRAIN_DAYS = 7
 SYMBOLS = 3
-# The chain's assets and checks (predictions and model_evaluation asserted once defined).
 CHAIN_ASSETS = {
     "coin_universe",
     "ohlcv",
@@ -42,14 +48,25 @@ CHAIN_ASSETS = {
     "lightgbm_model",
     "nhits_model",
     "patchtst_model",
+    "predictions",
+    "model_evaluation",
 }
+MODELS = ("xgboost", "lightgbm", "nhits", "patchtst")
+SENSORS = {
+    "ohlcv_sensor",
+    "feature_table_sensor",
+    "labels_sensor",
+    "retrain_sensor",
+    "model_evaluation_sensor",
+}
+RUNS_PER_DAY = 5  # the daily chain's promise, whatever the universe size
 CHECKS = {
     ("ohlcv", "candles_valid"),
     ("ohlcv", "complete_day"),
     ("feature_table", "no_nan_after_warmup"),
     ("feature_table", "stored_days_match_schema"),
 }
-QUIET_TIMEOUT_S = 1500.0  # bounds a failure only; the chain takes a few sensor intervals
+QUIET_TIMEOUT_S = 1800.0  # bounds a failure only; a day takes a few sensor intervals
 
 ASSETS_QUERY = """
 query Assets {
@@ -155,8 +172,9 @@ def dev_server(sim: Simulator, tmp_path: Path) -> Iterator[DevServer]:
         "QT_COINGECKO_API_URL": sim.coingecko_url,
         "QT_MAX_SYMBOLS": str(SYMBOLS),
         "QT_DATA_LOOKBACK_DAYS": str(LOOKBACK_DAYS),
-        "QT_HISTORY_START": str(lookback_start(LOOKBACK_DAYS)),
-        "QT_MODEL_TRAIN_DAYS": str(LOOKBACK_DAYS),
+        # Yesterday's tick is the first: its lookback starts one day earlier than today's.
+        "QT_HISTORY_START": str(lookback_start(LOOKBACK_DAYS + 1)),
+        "QT_MODEL_TRAIN_DAYS": str(TRAIN_DAYS),
     }
     with DevServer(cwd=REPO, env=env, log_path=tmp_path / "dagster_dev.log") as server:
         yield server
@@ -169,9 +187,65 @@ def _rows_per_symbol(data: Path, view: str, day: dt.date) -> dict[str, int]:
     return dict(query(data, sql, bounds))
 
 
-@pytest.mark.timeout(2400)
+def _launch_tick(server: DevServer, schedule: dict[str, Any], day: dt.date) -> list[str]:
+    """Preview the schedule's tick on `day` and launch what it requests, as the UI's dialog does.
+
+    Returns the ids of the launched runs.
+    """
+    midnight = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()
+    selector = {**REPO_SELECTOR, "scheduleName": schedule["name"]}
+    ticks = server.graphql(TICK_TIMES, {"selector": selector, "start": midnight})["scheduleOrError"]
+    # The tick at or after the day's midnight (and the one before it, which the API adds).
+    candidates = typed(ticks, "Schedule", schedule["name"])["potentialTickTimestamps"]
+    on_day = [t for t in candidates if dt.datetime.fromtimestamp(t, dt.UTC).date() == day]
+    assert len(on_day) == 1, candidates
+    dry_run = server.graphql(SCHEDULE_DRY_RUN, {"selectorData": selector, "timestamp": on_day[0]})
+    evaluation = typed(dry_run["scheduleDryRun"], "DryRunInstigationTick", "dry run")["evaluationResult"]
+    assert evaluation["error"] is None, evaluation["error"]
+    assert evaluation["runRequests"], f"the tick of {day} requested nothing: {evaluation['skipReason']}"
+    params = [
+        {
+            "runConfigData": request["runConfigYaml"],
+            "selector": {
+                **REPO_SELECTOR,
+                # A request of a schedule that targets a job names none: the UI takes the schedule's.
+                "jobName": request["jobName"] or schedule["pipelineName"],
+                "assetSelection": [{"path": a["path"]} for a in request["assetSelection"] or []],
+                "assetCheckSelection": [
+                    {"assetKey": {"path": c["assetKey"]["path"]}, "name": c["name"]}
+                    for c in request["assetChecks"] or []
+                ],
+            },
+            "mode": "default",
+            "executionMetadata": {"tags": [{"key": t["key"], "value": t["value"]} for t in request["tags"]]},
+        }
+        for request in evaluation["runRequests"]
+    ]
+    launched = server.graphql(LAUNCH_MULTIPLE_RUNS, {"executionParamsList": params})["launchMultipleRuns"]
+    results = typed(launched, "LaunchMultipleRunsResult", "launch")["launchMultipleRunsResult"]
+    assert [r["__typename"] for r in results] == ["LaunchRunSuccess"] * len(params), results
+    return [r["run"]["id"] for r in results]
+
+
+def _settle(server: DevServer, since: float) -> list[dict[str, Any]]:
+    """Wait for a quiet instance; return the runs created since `since`, all of which succeeded."""
+    wait_for_quiet(server, since=since, timeout=QUIET_TIMEOUT_S)
+    every_run = runs(server)
+    failed = {
+        run["runId"]: (run["jobName"], run["status"], failure_messages(server, run["runId"])[-3:])
+        for run in every_run
+        if run["status"] != "SUCCESS"
+    }
+    assert not failed, json.dumps(failed, indent=1)[:6000]
+    return [run for run in every_run if (run["startTime"] or 0) >= since - 1]
+
+
+@pytest.mark.timeout(3600)
 def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServer, tmp_path: Path) -> None:
     server = dev_server
+    data = tmp_path / "data"
+    today = dt.datetime.now(dt.UTC).date()
+    yesterday, day_before = today - dt.timedelta(days=1), today - dt.timedelta(days=2)
 
     # What the UI lists: assets with their checks, the schedule, the sensors.
     nodes = server.graphql(ASSETS_QUERY)["assetNodes"]
@@ -183,76 +257,41 @@ def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServe
     }
     assert assets >= CHAIN_ASSETS, f"missing assets: {CHAIN_ASSETS - assets}"
     assert checks >= CHECKS, f"missing checks: {CHECKS - checks}"
-    serving_defined = {"predictions", "model_evaluation"} <= assets
     repository = typed(
         server.graphql(REPOSITORY_QUERY, {"selector": REPO_SELECTOR})["repositoryOrError"],
         "Repository",
         "repo",
     )
-    schedules = {s["name"]: s for s in repository["schedules"]}
+    schedule = next(s for s in repository["schedules"] if s["name"] == "daily_refresh")
+    assert (schedule["cronSchedule"], schedule["executionTimezone"]) == ("10 0 * * *", "UTC")
     sensors = [s["name"] for s in repository["sensors"]]
-    assert "daily_refresh" in schedules
-    assert schedules["daily_refresh"]["executionTimezone"] == "UTC"
-    assert {"ohlcv_sensor", "feature_table_sensor", "labels_sensor"} <= set(sensors)
+    assert set(sensors) >= SENSORS, f"missing sensors: {SENSORS - set(sensors)}"
 
     # Turn every sensor on, as the UI's toggle does.
     for name in sensors:
         started = server.graphql(START_SENSOR, {"selector": {**REPO_SELECTOR, "sensorName": name}})
         assert typed(started["startSensor"], "Sensor", name)["sensorState"]["status"] == "RUNNING"
 
-    # Preview the schedule's tick for today and launch what it requests.
-    today = dt.datetime.now(dt.UTC).date()
-    yesterday = today - dt.timedelta(days=1)
-    midnight = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC).timestamp()
-    schedule = {**REPO_SELECTOR, "scheduleName": "daily_refresh"}
-    ticks = server.graphql(TICK_TIMES, {"selector": schedule, "start": midnight})["scheduleOrError"]
-    # The tick at or after today's midnight (and the one before it, which the API adds).
-    candidates = typed(ticks, "Schedule", "daily_refresh")["potentialTickTimestamps"]
-    todays = [t for t in candidates if dt.datetime.fromtimestamp(t, dt.UTC).date() == today]
-    assert len(todays) == 1, candidates
-    tick_time = todays[0]
-    dry_run = server.graphql(SCHEDULE_DRY_RUN, {"selectorData": schedule, "timestamp": tick_time})
-    evaluation = typed(dry_run["scheduleDryRun"], "DryRunInstigationTick", "dry run")["evaluationResult"]
-    assert evaluation["error"] is None, evaluation["error"]
-    requests_ = evaluation["runRequests"]
-    assert requests_, f"today's tick requested nothing: {evaluation['skipReason']}"
-    params = [
-        {
-            "runConfigData": request["runConfigYaml"],
-            "selector": {
-                **REPO_SELECTOR,
-                # A request of a schedule that targets a job names none: the UI takes the schedule's.
-                "jobName": request["jobName"] or schedules["daily_refresh"]["pipelineName"],
-                "assetSelection": [{"path": a["path"]} for a in request["assetSelection"] or []],
-                "assetCheckSelection": [
-                    {"assetKey": {"path": c["assetKey"]["path"]}, "name": c["name"]}
-                    for c in request["assetChecks"] or []
-                ],
-            },
-            "mode": "default",
-            "executionMetadata": {"tags": [{"key": t["key"], "value": t["value"]} for t in request["tags"]]},
-        }
-        for request in requests_
-    ]
-    launched_at = time.time()
-    launched = server.graphql(LAUNCH_MULTIPLE_RUNS, {"executionParamsList": params})["launchMultipleRuns"]
-    results = typed(launched, "LaunchMultipleRunsResult", "launch")["launchMultipleRunsResult"]
-    assert [r["__typename"] for r in results] == ["LaunchRunSuccess"] * len(params), results
+    # Yesterday's tick: the deployment's first day, from its lookback to its first predictions.
+    first_at = time.time()
+    _launch_tick(server, schedule, yesterday)
+    _settle(server, first_at)
+    trained = query(data, "SELECT model, count(*) FROM model_registry GROUP BY 1 ORDER BY 1")
+    assert trained == sorted((m, 1) for m in MODELS), trained
+    assert set(_rows_per_symbol(data, "predictions", day_before)) == set(
+        s for (s,) in query(data, "SELECT symbol FROM coin_universe WHERE snapshot_date = ?", [day_before])
+    ), "the first day ends with predictions of its newest day"
 
-    # The daemon and the sensors take it from there; wait until nothing is left to do.
-    wait_for_quiet(server, since=launched_at, timeout=QUIET_TIMEOUT_S)
-    every_run = runs(server)
-    failed = {
-        run["runId"]: (run["jobName"], run["status"], failure_messages(server, run["runId"])[-3:])
-        for run in every_run
-        if run["status"] != "SUCCESS"
-    }
-    assert not failed, json.dumps(failed, indent=1)[:6000]
-    jobs = {run["jobName"] for run in every_run}
-    assert {"coin_universe_job", "ohlcv_job", "labels_job", "feature_table_job"} <= jobs, jobs
+    # Today's tick: one more day of the chain, in at most RUNS_PER_DAY runs.
+    second_at = time.time()
+    launched = _launch_tick(server, schedule, today)
+    second_day = _settle(server, second_at)
+    assert set(launched) <= {run["runId"] for run in second_day}
+    # Freshness check runs evaluate checks only, and only when an outcome changes: not the chain.
+    chain = [r for r in second_day if r["jobName"] != "freshness_checks_job"]
+    assert len(chain) <= RUNS_PER_DAY, [(r["jobName"], r["tags"]) for r in chain]
 
-    # The catalog, read-only as anyone would, holds yesterday's chain.
-    data = tmp_path / "data"
+    # The catalog, read-only as anyone would, holds yesterday's chain and the evaluation before it.
     universe = [
         s for (s,) in query(data, "SELECT symbol FROM coin_universe WHERE snapshot_date = ?", [yesterday])
     ]
@@ -260,7 +299,14 @@ def test_the_daily_chain_runs_itself_through_the_web_server(dev_server: DevServe
     for view in ("ohlcv", "features", "labels"):
         rows = _rows_per_symbol(data, view, yesterday)
         assert {s: rows.get(s) for s in universe} == dict.fromkeys(universe, 288), view
-    if serving_defined:
-        assert set(universe) <= set(_rows_per_symbol(data, "predictions", yesterday))
-        evaluated = query(data, "SELECT count(*) FROM model_evaluation")
-        assert evaluated[0][0] > 0
+    predicted = query(
+        data,
+        "SELECT model, count(DISTINCT symbol) FROM predictions WHERE open_time >= ? AND open_time < ? GROUP BY 1",
+        [dt.datetime.combine(yesterday, dt.time()), dt.datetime.combine(today, dt.time())],
+    )
+    assert sorted(predicted) == sorted((m, SYMBOLS) for m in MODELS), predicted
+    evaluated = query(
+        data, "SELECT model, rows FROM model_evaluation WHERE day = ? ORDER BY model", [day_before]
+    )
+    assert sorted(m for m, _ in evaluated) == sorted(MODELS), evaluated
+    assert all(rows > 0 for _, rows in evaluated), evaluated
