@@ -18,6 +18,10 @@ Bybit ``/v5/market/...`` and OKX ``/api/v5/...`` answer on the same port (:attr:
 path, then their own rate limit (Bybit 403 over 600 requests per 5 s, OKX 429 code 50011 over 20
 per 2 s), then the endpoint; their own faults (``sim.bybit.faults.diverge(...)``,
 ``sim.okx.faults.unconfirmed(...)``) live on those objects and ``reset()`` clears them.
+
+Binance's data archive (``/data/futures/um/daily/klines/...``, :attr:`Simulator.archive`,
+``archive.py``) answers on the same port too, at no request weight; an armed ``faults.fail_next``
+of its path comes first.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from quant_assets.simulator.archive import PREFIX as ARCHIVE_PREFIX
+from quant_assets.simulator.archive import ArchiveApi
 from quant_assets.simulator.binance_api import BinanceApi, banned, request_weight, too_many_requests
 from quant_assets.simulator.bybit_api import PREFIX as BYBIT_PREFIX
 from quant_assets.simulator.bybit_api import BybitApi
@@ -311,6 +317,8 @@ class Simulator:
         # Bybit /v5 and OKX /api/v5 (bybit_api.py, okx_api.py): their faults and rate limits.
         self.bybit = BybitApi(self.market, self.faults)
         self.okx = OkxApi(self.market, self.faults)
+        # Binance's data archive (data.binance.vision layout, archive.py): no weight; sim.archive switches.
+        self.archive = ArchiveApi(self.market, self.faults)
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -385,6 +393,11 @@ class Simulator:
         return self.url
 
     @property
+    def archive_url(self) -> str:
+        """Base URL of the Binance data archive (the client appends ``/data/futures/um/daily/...``)."""
+        return self.url
+
+    @property
     def port(self) -> int:
         """The TCP port listened on. Raises ``RuntimeError`` before start."""
         return int(self.url.rsplit(":", 1)[1])
@@ -411,6 +424,7 @@ class Simulator:
         self.rate_limiter.reset()
         self.bybit.reset()
         self.okx.reset()
+        self.archive.reset()
 
     # ------------------------------------------------------------------------------- serving
     def _serve(self, handler: _Handler, path: str, query: dict[str, str], headers: dict[str, str]) -> None:
@@ -421,7 +435,11 @@ class Simulator:
             self.bybit if path.startswith(BYBIT_PREFIX) else self.okx if path.startswith(OKX_PREFIX) else None
         )
         self.stats._received(path, query, venue or (other.venue if other is not None else None), headers)
-        if other is not None:
+        if path.startswith(ARCHIVE_PREFIX):
+            failure = self.faults.take_failure(path)
+            reply = self._failure_reply(failure, "archive") if failure else self.archive.handle(path)
+            served, weight = failure is None, 0
+        elif other is not None:
             (reply, served), weight = other.reply(path, query), 0
         elif venue == BINANCE:
             reply, weight, served = self._binance_reply(path, query)
