@@ -21,6 +21,7 @@ import pandas as pd
 
 from quant_assets.errors import QuantAssetsError
 from quant_assets.sources.binance import IncompleteFetchError, ServedCandles
+from quant_assets.sources.binance_archive import ArchivedDay, ArchiveUnavailable
 from quant_assets.sources.bybit import BybitClient
 from quant_assets.sources.http import VenueSession
 from quant_assets.sources.okx import OkxClient
@@ -47,6 +48,12 @@ class CandleSource(Protocol):
     def fetch_candles_served(
         self, symbol: str, start_ms: int, end_ms: int, *, limit: int
     ) -> ServedCandles: ...
+
+
+class ArchiveSource(Protocol):
+    """Verified whole days of candles from a bulk archive (Binance's: ``BinanceArchiveClient``)."""
+
+    def fetch_day(self, symbol: str, day: dt.date) -> ArchivedDay: ...
 
 
 class VenueCandles:
@@ -116,6 +123,9 @@ class CollectResult:
             outside the days asked for, counted on the nearest of them).
         requests: HTTP requests sent (retries included).
         weight: request weight spent.
+        sources: per written partition, where its candles came from: ``archive`` or ``rest``.
+        archive_fallbacks: per partition the archive could not give, why (it went to REST).
+        archive_sha256: per partition taken from the archive, the verified checksum of its zip.
     """
 
     written: dict[SymbolDay, int] = field(default_factory=dict)
@@ -123,6 +133,9 @@ class CollectResult:
     left_out: dict[SymbolDay, dict[str, int]] = field(default_factory=dict)
     requests: int = 0
     weight: int = 0
+    sources: dict[SymbolDay, str] = field(default_factory=dict)
+    archive_fallbacks: dict[SymbolDay, str] = field(default_factory=dict)
+    archive_sha256: dict[SymbolDay, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -234,6 +247,8 @@ def collect_ohlcv(
     on_progress: Callable[[CollectProgress], None] | None = None,
     limit: int = 499,
     workers: int = 1,
+    archive: ArchiveSource | None = None,
+    archive_workers: int = 4,
 ) -> CollectResult:
     """Fetch and write the closed candles of every (symbol, UTC day) partition in `partitions`.
 
@@ -261,6 +276,10 @@ def collect_ohlcv(
         limit: candles per request (Binance: 499 is the cheapest weight per candle; Bybit up to
             1,000; OKX up to 100).
         workers: symbols fetched concurrently (threads); 1 fetches in the calling thread.
+        archive: when given, every partition is first asked of this bulk archive (verified daily
+            files, no request weight); the days it cannot give (missing, checksum still wrong)
+            are fetched from `client` as above. ``sources`` and ``archive_fallbacks`` say which.
+        archive_workers: archive days downloaded concurrently (threads).
 
     Returns:
         Candles written per partition, failures with their messages, requests and weight spent.
@@ -285,6 +304,15 @@ def collect_ohlcv(
         else:
             days_by_symbol[partition.symbol].append(partition.day)
     candles_written = 0
+    if archive is not None and days_by_symbol:
+        from_archive = _collect_archive(archive, days_by_symbol, write, result, workers=archive_workers)
+        candles_written += sum(from_archive.values())
+        for symbol in list(days_by_symbol):
+            days_by_symbol[symbol] = [
+                d for d in days_by_symbol[symbol] if SymbolDay(symbol, d) not in from_archive
+            ]
+            if not days_by_symbol[symbol]:
+                del days_by_symbol[symbol]
 
     def finish(outcome: _SymbolOutcome) -> None:
         nonlocal candles_written
@@ -299,6 +327,7 @@ def collect_ohlcv(
                 result.failed[key] = f"write failed: {exc}"
             else:
                 result.written[key] = len(frame)
+                result.sources[key] = "rest"
                 candles_written += len(frame)
                 if key in outcome.left_out:
                     result.left_out[key] = outcome.left_out[key]
@@ -330,3 +359,58 @@ def collect_ohlcv(
             for future in as_completed(futures):
                 finish(future.result())
     return result
+
+
+def _collect_archive(
+    archive: ArchiveSource,
+    days_by_symbol: Mapping[str, list[dt.date]],
+    write: Callable[[SymbolDay, pd.DataFrame], None],
+    result: CollectResult,
+    *,
+    workers: int,
+) -> dict[SymbolDay, int]:
+    """Write every partition the archive gives; record why the others fall back to REST.
+
+    Returns the candles written per partition taken from the archive. Downloads run in `workers`
+    threads; ``write`` is called from the calling thread only.
+    """
+    partitions = [SymbolDay(symbol, day) for symbol, days in days_by_symbol.items() for day in days]
+    written: dict[SymbolDay, int] = {}
+
+    def fetch(partition: SymbolDay) -> ArchivedDay:
+        return archive.fetch_day(partition.symbol, partition.day)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="archive") as pool:
+        futures = {pool.submit(fetch, partition): partition for partition in partitions}
+        for future in as_completed(futures):
+            partition = futures[future]
+            try:
+                day = future.result()
+            except (ArchiveUnavailable, QuantAssetsError) as exc:
+                result.archive_fallbacks[partition] = str(exc)
+                continue
+            try:
+                write(partition, day.served.candles)
+            except QuantAssetsError as exc:
+                logger.warning("ohlcv %s %s: write failed: %s", partition.symbol, partition.day, exc)
+                result.failed[partition] = f"write failed: {exc}"
+                written[partition] = 0  # not fetched again from REST: the write is what failed
+                continue
+            written[partition] = len(day.served.candles)
+            result.written[partition] = len(day.served.candles)
+            result.sources[partition] = "archive"
+            result.archive_sha256[partition] = day.sha256
+            counts = dict.fromkeys(LEFT_OUT_REASONS, 0)
+            counts["still_open"] = len(day.served.still_open_ms)
+            counts["exact_repeats"] = len(day.served.repeated_ms)
+            counts["outside_range"] = len(day.served.outside_ms)
+            if any(counts.values()):
+                result.left_out[partition] = counts
+    if result.archive_fallbacks:
+        logger.info(
+            "ohlcv archive: %d of %d symbol-days from the archive, %d from REST",
+            len(written),
+            len(partitions),
+            len(result.archive_fallbacks),
+        )
+    return written

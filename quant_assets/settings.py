@@ -72,6 +72,12 @@ def optional_text(name: str, raw: object) -> str | None:
     return text or None
 
 
+def optional_http_url(name: str, raw: object) -> str | None:
+    """`raw` as an http(s) URL (checked as :func:`http_url`), or None when empty: the feature is off."""
+    text = str(raw).strip() if raw is not None else ""
+    return http_url(name, text) if text else None
+
+
 def iso_date(name: str, raw: object) -> dt.date:
     """`raw` as a calendar day written YYYY-MM-DD (a UTC day)."""
     if isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
@@ -158,6 +164,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QT_BINANCE_FAPI_URL", "https://fapi.binance.com", "Binance USD-M futures REST base", http_url),
     Setting(
         "QT_BINANCE_WEIGHT_PER_MINUTE", "2400", "request weight the client spends per minute", positive_int
+    ),
+    Setting(
+        "QT_BINANCE_ARCHIVE_URL",
+        None,
+        "Binance data archive base (https://data.binance.vision); set, a backfill over more than one day "
+        "takes every day the archive holds from its verified daily zips (no API weight) and the rest from REST",
+        optional_http_url,
     ),
     Setting("QT_COINGECKO_API_URL", "https://api.coingecko.com/api/v3", "CoinGecko REST base", http_url),
     Setting("QT_COINGECKO_API_KEY", None, "optional key, sent as a header, never logged", optional_text),

@@ -27,6 +27,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from quant_assets import settings
 from quant_assets.log_forwarding import RunLogForwarder
 from quant_assets.sources.binance import BinanceFuturesClient
+from quant_assets.sources.binance_archive import BinanceArchiveClient
 from quant_assets.sources.budget import budget_dir_of
 from quant_assets.sources.bybit import BybitClient
 from quant_assets.sources.coingecko import CoinGeckoClient
@@ -97,6 +98,12 @@ class BinanceResource(QuantResource):
             weight_per_minute=self.weight_per_minute,
             budget_dir=budget_dir_of(Path(self.data_dir)),
         )
+
+    # Binance's data archive (data.binance.vision layout); unset: every day comes from REST.
+    archive_url: str | None = setting_field("QT_BINANCE_ARCHIVE_URL")
+
+    def archive_client(self) -> BinanceArchiveClient | None:
+        return BinanceArchiveClient(self.archive_url) if self.archive_url else None
 
 
 class CoinGeckoResource(QuantResource):

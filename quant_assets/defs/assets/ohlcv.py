@@ -102,6 +102,11 @@ def ohlcv(  # noqa: ANN201 - a generator of check results
     client left out (exact repeats, the still-open candle, rows outside the days) is counted in each
     partition's metadata. One failed symbol-day keeps every other written partition (also the days
     of its symbol fetched before a refused request) and fails the run naming it.
+
+    With `QT_BINANCE_ARCHIVE_URL` set, a run over more than one day first takes every Binance day
+    Binance's archive holds (daily zips verified against their sha256 `.CHECKSUM`, no API weight),
+    the other days from REST; each partition's `source` (archive or rest) and `archive_sha256` or
+    `archive_fallback`, and the run's `run_days_archive` / `run_days_rest`, say which path it took.
     """
     store = lake.lake()
     wanted: list[SymbolDay] = []
@@ -135,9 +140,17 @@ def ohlcv(  # noqa: ANN201 - a generator of check results
         return write
 
     progress = throttled(lambda line: context.log.info(f"ohlcv: {line}"))
-    context.log.info(f"collecting {len(wanted):,} symbol-days from {binance.base_url}")
+    # A backfill over several days takes what Binance's archive holds from it (QT_BINANCE_ARCHIVE_URL,
+    # no API weight); a one-day run (the daily refresh: the archive lags) goes to REST.
+    archive = binance.archive_client() if len({p.day for p in wanted}) > 1 else None
+    context.log.info(
+        f"collecting {len(wanted):,} symbol-days from {binance.base_url}"
+        + (f" (archive first: {binance.archive_url})" if archive is not None else "")
+    )
     collected: dict[str, CollectResult] = {
-        EXCHANGE: collect_ohlcv(binance.client(), wanted, writer(EXCHANGE), on_progress=progress)
+        EXCHANGE: collect_ohlcv(
+            binance.client(), wanted, writer(EXCHANGE), on_progress=progress, archive=archive
+        )
     }
     not_listed: dict[str, list[str]] = {}
     for venue in enabled[1:]:
@@ -169,6 +182,13 @@ def ohlcv(  # noqa: ANN201 - a generator of check results
         "run_requests": sum(r.requests for r in collected.values()),
         "run_weight": outcome.weight,
     }
+    if archive is not None:
+        sources = list(outcome.sources.values())
+        run_summary["run_days_archive"] = sources.count("archive")
+        run_summary["run_days_rest"] = sources.count("rest")
+        run_summary["run_archive_fallbacks"] = dg.MetadataValue.json(
+            {f"{p.day.isoformat()}|{p.symbol}": m for p, m in sorted(outcome.archive_fallbacks.items())[:500]}
+        )
     if len(enabled) > 1:
         run_summary["run_candles_by_venue"] = dg.MetadataValue.json(
             {venue: sum(result.written.values()) for venue, result in collected.items()}
@@ -215,6 +235,8 @@ def ohlcv(  # noqa: ANN201 - a generator of check results
                     },
                     "path": dg.MetadataValue.path(str(result.path)),
                     "sha256": result.sha256,
+                    "source": outcome.sources.get(partition, "rest"),
+                    **_archive_metadata(outcome, partition),
                     **extra,
                     **run_summary,
                 },
@@ -241,6 +263,15 @@ def ohlcv(  # noqa: ANN201 - a generator of check results
             metadata={"failed_partitions": dg.MetadataValue.json(failed), **run_summary},
             allow_retries=False,
         )
+
+
+def _archive_metadata(outcome: CollectResult, partition: SymbolDay) -> dict[str, str]:
+    """The verified archive checksum of a partition taken from the archive, or why it was not."""
+    if partition in outcome.archive_sha256:
+        return {"archive_sha256": outcome.archive_sha256[partition]}
+    if partition in outcome.archive_fallbacks:
+        return {"archive_fallback": outcome.archive_fallbacks[partition]}
+    return {}
 
 
 def _venue_source(
