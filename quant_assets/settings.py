@@ -65,6 +65,14 @@ def directory(name: str, raw: object) -> str:
     return text
 
 
+def model_profile(name: str, raw: object) -> str:
+    """`raw` as a model profile: ``full`` (the benchmarked configs) or ``small`` (tests and demos)."""
+    text = str(raw).strip().lower()
+    if text not in ("full", "small"):
+        raise ConfigError(f"{name}={str(raw)!r}: expected full or small")
+    return text
+
+
 def optional_text(name: str, raw: object) -> str | None:
     """`raw` as text, or None when empty (an optional secret such as an API key)."""
     del name  # every text is acceptable; kept for the validators' common signature
@@ -195,6 +203,18 @@ SETTINGS: tuple[Setting, ...] = (
         positive_int,
     ),
     Setting(
+        "QT_MODEL_PROFILE",
+        "full",
+        "model configs of a training run that does not name them (sensors, the UI): full or small",
+        model_profile,
+    ),
+    Setting(
+        "QT_SENSOR_INTERVAL_SECONDS",
+        None,
+        "when set, every sensor is evaluated at most this often; unset, each sensor's own (60-300 s)",
+        positive_int,
+    ),
+    Setting(
         "QT_RETRAIN_EVERY_DAYS",
         "7",
         "retrain_sensor retrains a model once this many feature_table days newer than its training have landed",
@@ -248,6 +268,19 @@ def history_start(env: Mapping[str, str] | None = None) -> dt.date:
     """``QT_HISTORY_START`` from `env` (default ``os.environ``): the first partition day."""
     env = os.environ if env is None else env
     return _as(dt.date, check("QT_HISTORY_START", env.get("QT_HISTORY_START")))
+
+
+def sensor_interval(own_seconds: int, env: Mapping[str, str] | None = None) -> int:
+    """A sensor's minimum interval: `QT_SENSOR_INTERVAL_SECONDS` when set, else the sensor's own."""
+    raw = check(
+        "QT_SENSOR_INTERVAL_SECONDS", (os.environ if env is None else env).get("QT_SENSOR_INTERVAL_SECONDS")
+    )
+    return own_seconds if raw is None else _as(int, raw)
+
+
+def default_model_profile(env: Mapping[str, str] | None = None) -> str:
+    """The model profile of a training run whose config does not name one (`QT_MODEL_PROFILE`)."""
+    return _as(str, check("QT_MODEL_PROFILE", (os.environ if env is None else env).get("QT_MODEL_PROFILE")))
 
 
 def lookback_start(lookback_days: object, today: dt.date | None = None) -> dt.date:

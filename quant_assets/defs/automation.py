@@ -111,7 +111,7 @@ def range_run_request(
 
 @dg.sensor(
     job=ohlcv_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def ohlcv_sensor(
@@ -188,7 +188,7 @@ def _new_ohlcv_days(context: dg.SensorEvaluationContext, after: int) -> tuple[se
 
 @dg.sensor(
     job=feature_table_job,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=settings.sensor_interval(120),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def feature_table_sensor(
@@ -460,7 +460,7 @@ UPSTREAM_OF_MODELS = ("ohlcv", "feature_table", "labels", *MODEL_ASSETS, "predic
 
 @dg.sensor(
     jobs=[labels_job, daily_models_job],
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=settings.sensor_interval(120),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
@@ -547,7 +547,7 @@ def model_step(
 
 @dg.sensor(
     job=daily_models_job,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=settings.sensor_interval(120),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def retrain_sensor(
@@ -624,7 +624,7 @@ def _latest_storage_id(instance: dg.DagsterInstance, asset: str, day: dt.date) -
 
 @dg.sensor(
     job=daily_models_job,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=settings.sensor_interval(120),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def model_evaluation_sensor(
@@ -704,7 +704,7 @@ _FINISHED = (AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecor
 
 @dg.sensor(
     job=freshness_checks_job,
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=settings.sensor_interval(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def freshness_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:

@@ -175,6 +175,10 @@ def dev_server(sim: Simulator, tmp_path: Path) -> Iterator[DevServer]:
         # Yesterday's tick is the first: its lookback starts one day earlier than today's.
         "QT_HISTORY_START": str(lookback_start(LOOKBACK_DAYS + 1)),
         "QT_MODEL_TRAIN_DAYS": str(TRAIN_DAYS),
+        # The chain, not the models' quality, is under test: the small configs train in seconds, and
+        # every sensor looks again within seconds instead of each one's production interval.
+        "QT_MODEL_PROFILE": "small",
+        "QT_SENSOR_INTERVAL_SECONDS": "5",
     }
     with DevServer(cwd=REPO, env=env, log_path=tmp_path / "dagster_dev.log") as server:
         yield server
