@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from quant_assets.defs.assets._model_asset import retrain_job
+from quant_assets.defs.assets.coin_market import coin_market
 from quant_assets.defs.assets.coin_universe import coin_universe
 from quant_assets.defs.assets.feature_table import feature_table
 from quant_assets.defs.assets.labels import labels
@@ -37,6 +38,7 @@ from quant_assets.defs.resources import build_resources
 defs = dg.Definitions(
     assets=[
         coin_universe,
+        coin_market,
         ohlcv,
         feature_table,
         labels,

@@ -89,6 +89,7 @@ class CoinGeckoClient(VenueClient):
         order: str = "volume_desc",
         per_page: int = MAX_PER_PAGE,
         page: int = 1,
+        ids: list[str] | None = None,
     ) -> list[MarketCoin]:
         """One page of ``GET /coins/markets``.
 
@@ -98,6 +99,7 @@ class CoinGeckoClient(VenueClient):
             order: CoinGecko sort order, e.g. ``volume_desc`` or ``market_cap_desc``.
             per_page: 1-250 coins.
             page: 1-based page number.
+            ids: only these CoinGecko ids (CoinGecko's ``ids`` parameter, comma-separated).
 
         Raises:
             ValueError: `per_page` out of 1-250 or `page` below 1.
@@ -115,6 +117,8 @@ class CoinGeckoClient(VenueClient):
         }
         if category is not None:
             params["category"] = category
+        if ids:
+            params["ids"] = ",".join(ids)
         return parse_coins_markets(self.session.get_json(COINS_MARKETS_PATH, params))
 
     def top_by_volume(self, *, category: str | None, limit: int) -> list[MarketCoin]:

@@ -66,6 +66,7 @@ class MarketCoin:
     market_cap_rank: int | None
     total_volume: float | None  # 24h volume
     last_updated: str | None
+    circulating_supply: float | None = None
 
 
 def _float(value: Any) -> float | None:
@@ -115,6 +116,7 @@ def parse_coins_markets(payload: list[dict[str, Any]]) -> list[MarketCoin]:
             market_cap_rank=(int(c["market_cap_rank"]) if c.get("market_cap_rank") is not None else None),
             total_volume=_float(c.get("total_volume")),
             last_updated=c.get("last_updated"),
+            circulating_supply=_float(c.get("circulating_supply")),
         )
         for c in payload
     ]

@@ -79,6 +79,7 @@ def _every_column(source: str, schema: pa.Schema) -> str:
 
 VIEWS: tuple[ViewSpec, ...] = (
     ViewSpec("coin_universe", "coin_universe", schemas.COIN_UNIVERSE),
+    ViewSpec("coin_market", "coin_market", schemas.COIN_MARKET),
     # venue_symbol reads NULL from day files written before it (until `quant-assets catalog`).
     ViewSpec(
         "ohlcv",

@@ -95,6 +95,9 @@ TABLES: dict[str, TableSpec] = {
     "coin_universe": TableSpec(
         "coin_universe", "coin_universe/date={date}.parquet", ("rank",), schemas.COIN_UNIVERSE
     ),
+    "coin_market": TableSpec(
+        "coin_market", "coin_market/date={date}.parquet", ("symbol",), schemas.COIN_MARKET
+    ),
     "ohlcv": TableSpec(
         "ohlcv",
         "ohlcv/exchange={exchange}/symbol={symbol}/date={date}.parquet",

@@ -24,6 +24,20 @@ COIN_UNIVERSE = pa.schema(
     ]
 )
 
+# One row per coin of the day's coin_universe: CoinGecko coins/markets (market_data asset coin_market).
+COIN_MARKET = pa.schema(
+    [
+        ("snapshot_date", pa.date32()),
+        ("symbol", pa.string()),
+        ("coingecko_id", pa.string()),
+        ("market_cap_usd", pa.float64()),  # NULL: CoinGecko gave none for the coin
+        ("total_volume_usd", pa.float64()),  # 24h volume, USD
+        ("circulating_supply", pa.float64()),
+        ("point_in_time", pa.bool_()),  # False: an older day filled from the market data of its fetch
+        ("fetched_at", TIMESTAMP),
+    ]
+)
+
 OHLCV = pa.schema(
     [
         ("exchange", pa.string()),
