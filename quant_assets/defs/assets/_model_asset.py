@@ -19,7 +19,7 @@ import datetime as dt
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -34,7 +34,7 @@ from quant_assets.models import MODELS
 from quant_assets.models.base import MODEL_NAMES, TARGET
 from quant_assets.models.registry import ModelVersion, versions
 from quant_assets.models.training import TrainResult, train
-from quant_assets.settings import Settings, default_model_profile
+from quant_assets.settings import Settings, default_model_profile, model_profile
 from quant_assets.store.catalog import Catalog
 from quant_assets.store.lake import Lake
 
@@ -57,7 +57,7 @@ class ModelTrainingConfig(dg.Config):
         ge=3,
         description="days of features to train on, split by time; default: QT_MODEL_TRAIN_DAYS (60)",
     )
-    profile: Literal["small", "full"] | None = Field(
+    profile: str | None = Field(
         default=None,
         description="full: the benchmarked configuration; small: the tiny one of tests and the demo; "
         "default: QT_MODEL_PROFILE (full)",
@@ -87,7 +87,7 @@ def train_model(model: str, config: ModelTrainingConfig, lake: Lake) -> TrainRes
     """Train one new version of `model` as `config` says; the plain call behind every model asset."""
     days = config.days if config.days is not None else Settings.from_env().model_train_days
     end_day = dt.date.fromisoformat(config.end_day) if config.end_day else last_feature_day(lake)
-    profile = config.profile or default_model_profile()
+    profile = model_profile("profile", config.profile) if config.profile else default_model_profile()
     model_config = MODELS[model].config_type.small() if profile == "small" else None
     return train(lake, model, end_day=end_day, days=days, config=model_config)
 
