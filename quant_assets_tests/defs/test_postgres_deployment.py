@@ -179,6 +179,7 @@ def test_the_daemon_on_the_deployment_file_survives_a_restart(sim: Simulator, tm
             "QT_COINGECKO_API_URL": sim.coingecko_url,
             "QT_MAX_SYMBOLS": "3",
             "QT_DATA_LOOKBACK_DAYS": "1",
+            "QT_SENSOR_INTERVAL_SECONDS": "5",  # each tick waits 5 s after the last, not 60-120 s
             "QT_HISTORY_START": str(today - dt.timedelta(days=4)),
         }
         daemon_argv = [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")]
