@@ -16,9 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from quant_assets.errors import StoreError
 from quant_assets.sources.coingecko import MAX_PER_PAGE, CoinGeckoClient
+from quant_assets.store.lake import Lake
 from quant_assets.store.schemas import COIN_MARKET
 
 
@@ -90,3 +93,30 @@ def fetch_coin_market(
         frame[column] = frame[column].astype("float64")
     frame["fetched_at"] = frame["fetched_at"].astype("datetime64[ms]")
     return CoinMarketDay(frame, missing, requests, point_in_time)
+
+
+def with_market(lake: Lake, candles: pd.DataFrame) -> pd.DataFrame:
+    """`candles` (rows and order kept) plus ``market_cap_usd`` and ``market_volume_usd``.
+
+    A candle of day d gets its coin's values of ``coin_market`` of d - 1: CoinGecko's figures at
+    the end of the day before, known before d's first bar (the snapshot of d itself is taken at
+    the end of d or later, so it would leak d's own volume into d's bars). NaN where that day or the
+    coin's row is missing; the market features are then NaN, as their rule says.
+    """
+    out = candles.copy()
+    days = pd.to_datetime(out["open_time"]).dt.date
+    cap = np.full(len(out), np.nan)
+    volume = np.full(len(out), np.nan)
+    for day in sorted(set(days)):
+        try:
+            market = lake.read("coin_market", date=day - dt.timedelta(days=1))
+        except StoreError:
+            continue
+        by_symbol = market.drop_duplicates("symbol").set_index("symbol")
+        rows = (days == day).to_numpy()
+        symbols = out.loc[rows, "symbol"]
+        cap[rows] = symbols.map(by_symbol["market_cap_usd"]).to_numpy(dtype=np.float64, na_value=np.nan)
+        volume[rows] = symbols.map(by_symbol["total_volume_usd"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    out["market_cap_usd"] = cap
+    out["market_volume_usd"] = volume
+    return out

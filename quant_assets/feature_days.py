@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from quant_assets.coin_market import with_market
 from quant_assets.features import (
     FEATURES,
     compute_features,
@@ -158,6 +159,8 @@ def build_feature_day(lake: Lake, day: dt.date, *, reader: DayReader | None = No
 
     day_symbols = set(candles.loc[candles["open_time"] >= start_of_day, "symbol"].unique())
     candles = candles[candles["symbol"].isin(day_symbols)].reset_index(drop=True)
+    # CoinGecko market data of the day before each candle (coin_market d - 1): mcap_rank, turnover.
+    candles = with_market(lake, candles)
     computed = compute_features(candles)
     in_day = (candles["open_time"] >= start_of_day).to_numpy()
     features = computed.loc[in_day, ["symbol", "open_time", *schema.names]].reset_index(drop=True)

@@ -132,6 +132,8 @@ class Candles:
         volume, taker_buy_volume: base-asset quantities; quote_volume, taker_buy_quote_volume: quote.
         trades: trade count per bar.
         reference: BTCUSDT's bars when they are part of the input, else ``None``.
+        market_cap_usd, market_volume_usd: the coin's CoinGecko market cap and 24h volume (USD)
+            known at the bar (``coin_market`` of the day before), when the input carries them.
     """
 
     symbol: str
@@ -146,6 +148,8 @@ class Candles:
     taker_buy_volume: np.ndarray
     taker_buy_quote_volume: np.ndarray
     reference: Reference | None
+    market_cap_usd: np.ndarray | None = None
+    market_volume_usd: np.ndarray | None = None
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -227,6 +231,7 @@ class CrossSection:
         n_symbols: number of distinct symbols.
         quote_volume: per row, the candle's quote volume.
         features: per-symbol features already computed, by name, per row.
+        market_cap_usd: per row, the coin's market cap known at the bar (``None``: not in the input).
     """
 
     cell: np.ndarray | None
@@ -234,6 +239,7 @@ class CrossSection:
     n_symbols: int
     quote_volume: np.ndarray
     features: Mapping[str, np.ndarray]
+    market_cap_usd: np.ndarray | None = None
 
     def grid(self, values: np.ndarray) -> np.ndarray:
         """`values` (one per row) laid out as (open time, symbol), NaN where no row."""

@@ -42,6 +42,9 @@ from quant_assets.features.registry import FEATURES, Feature
 PRICE_COLUMNS = ("open", "high", "low", "close")
 AMOUNT_COLUMNS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
 REQUIRED_COLUMNS = ("symbol", "open_time", *PRICE_COLUMNS, *AMOUNT_COLUMNS)
+# Optional inputs: the coin's CoinGecko market data known at the bar (feature_days joins coin_market
+# of the day before); absent, the market features are NaN.
+MARKET_COLUMNS = ("market_cap_usd", "market_volume_usd")
 _MAX_WORKERS = 4  # a few symbols at a time; more threads than cores only contend for the GIL
 # glibc mallopt parameters (malloc.h) and the values set by _keep_freed_memory.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -167,7 +170,9 @@ def _panel(frame: pd.DataFrame) -> _Panel:
             )
     starts = np.concatenate([[0], np.flatnonzero(changes) + 1, [n]]).astype(np.int64)
     columns: dict[str, np.ndarray] = {"open_time_ms": times if order is None else times[order]}
-    for name in (*PRICE_COLUMNS, *AMOUNT_COLUMNS):
+    for name in (*PRICE_COLUMNS, *AMOUNT_COLUMNS, *MARKET_COLUMNS):
+        if name not in frame.columns:
+            continue  # a market column: optional
         values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
         columns[name] = values if order is None else values[order]
     return _Panel(
@@ -348,6 +353,9 @@ def compute_features(candles: pd.DataFrame, *, workers: int | None = None) -> pd
                 n_symbols=n_symbols,
                 quote_volume=candles["quote_volume"].to_numpy(dtype=np.float64, na_value=np.nan),
                 features={f.name: block[i] for i, f in own},
+                market_cap_usd=candles["market_cap_usd"].to_numpy(dtype=np.float64, na_value=np.nan)
+                if "market_cap_usd" in candles.columns
+                else None,
             )
         pool.wait(symbols_done)
         if invalid:

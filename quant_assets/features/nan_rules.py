@@ -171,3 +171,18 @@ def missing_an_hour_apart(slots: int) -> Callable[[Candles], np.ndarray]:
         )
 
     return holds
+
+
+def no_market_data(c: Candles) -> np.ndarray:
+    """The input carries no CoinGecko market cap and 24h volume (both > 0) of the coin at the bar."""
+    if c.market_cap_usd is None or c.market_volume_usd is None:
+        return np.ones(len(c), dtype=bool)
+    cap, volume = np.nan_to_num(c.market_cap_usd, nan=0.0), np.nan_to_num(c.market_volume_usd, nan=0.0)
+    return (cap <= 0) | (volume <= 0)
+
+
+def no_market_cap(c: Candles) -> np.ndarray:
+    """The input carries no CoinGecko market cap (> 0) of the coin at the bar."""
+    if c.market_cap_usd is None:
+        return np.ones(len(c), dtype=bool)
+    return ~(np.nan_to_num(c.market_cap_usd, nan=0.0) > 0)

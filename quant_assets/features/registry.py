@@ -22,6 +22,7 @@ from quant_assets.features import (
     calendar,
     cross_section,
     kbar,
+    market,
     returns,
     rolling,
     talib_features,
@@ -452,6 +453,38 @@ def _cross_section() -> list[Feature]:
     ]
 
 
+def _market() -> list[Feature]:
+    """From ``coin_market`` of the day before the bar (CoinGecko), joined by ``feature_days``."""
+    return [
+        Feature(
+            "mcap_rank",
+            "market",
+            0,
+            market.market_cap_rank,
+            "percentile rank of the coin's CoinGecko market cap (end of the previous UTC day) among "
+            "the symbols at this open time; 0..1",
+            scope="cross_section",
+            nan_when=NanWhen(
+                "the coin has no CoinGecko market cap of the previous day (no coin_market row, or NULL)",
+                nan.no_market_cap,
+            ),
+        ),
+        Feature(
+            "turnover",
+            "market",
+            0,
+            market.turnover,
+            "CoinGecko 24h volume / market cap of the coin at the end of the previous UTC day; per day, "
+            "unitless",
+            nan_when=NanWhen(
+                "the coin has no CoinGecko market cap and 24h volume of the previous day (no "
+                "coin_market row, or NULL)",
+                nan.no_market_data,
+            ),
+        ),
+    ]
+
+
 FEATURES: tuple[Feature, ...] = (
     *_returns(),
     *_volatility(),
@@ -461,6 +494,7 @@ FEATURES: tuple[Feature, ...] = (
     *_volume(),
     *_calendar(),
     *_cross_section(),
+    *_market(),
 )
 
 

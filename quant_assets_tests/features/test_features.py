@@ -493,7 +493,9 @@ def test_gaps_are_visible_in_bars_since_prev() -> None:
 def test_a_symbol_with_gaps_still_gets_every_feature_after_its_lookback() -> None:
     btc = random_candles(["BTCUSDT"], 800, seed=5, gaps=0, zero_volume=False)
     eth = random_candles(["ETHUSDT"], 800, seed=6, gaps=6, zero_volume=False)
-    eth = compute_features(pd.concat([btc, eth], ignore_index=True)).query("symbol == 'ETHUSDT'")
+    # With CoinGecko market data (mcap_rank, turnover).
+    both = pd.concat([btc, eth], ignore_index=True).assign(market_cap_usd=1e9, market_volume_usd=2e8)
+    eth = compute_features(both).query("symbol == 'ETHUSDT'")
 
     tail = eth.iloc[400:]  # past every lookback (288) plus the gaps
     assert tail["bars_since_prev"].max() > 1  # the gaps are there

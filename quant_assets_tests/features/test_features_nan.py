@@ -98,7 +98,8 @@ def _halted(bars: int) -> pd.DataFrame:
 
 
 def test_a_halt_makes_nan_that_each_feature_documents() -> None:
-    candles = _halted(300)
+    # With CoinGecko market data: mcap_rank and turnover defined.
+    candles = _halted(300).assign(market_cap_usd=1e9, market_volume_usd=2e8)
     features = compute_features(candles)
     eth = (candles["symbol"] == "ETHUSDT").to_numpy()
 
@@ -174,7 +175,7 @@ def test_features_that_are_not_the_candles_features_are_refused(mutate, match: s
 def test_every_feature_documented_as_nan_declares_a_test_of_its_condition() -> None:
     documented = [f for f in FEATURES if f.nan_when is not None]
 
-    assert len(documented) == 9
+    assert len(documented) == 11
     for f in documented:
         assert isinstance(f.nan_when, NanWhen)
         assert len(f.nan_when.text) > 10

@@ -164,6 +164,7 @@ def test_altering_future_candles_never_changes_past_rows(fraction: float, seed: 
 def test_declared_lookback_is_where_each_feature_starts() -> None:
     candles = random_candles(["BTCUSDT", "ETHUSDT"], 700, seed=3, gaps=0, zero_volume=False)
     candles = candles[candles["symbol"] == "BTCUSDT"]  # plain bars: no ticks, gaps or zero volume
+    candles = candles.assign(market_cap_usd=1e9, market_volume_usd=2e8)  # CoinGecko data: mcap_rank, turnover
 
     result = compute_features(candles)
 

@@ -10,8 +10,10 @@ import pytest
 
 from quant_assets.defs.assets.coin_market import coin_market
 from quant_assets.defs.assets.coin_universe import coin_universe
+from quant_assets.defs.assets.feature_table import feature_table
+from quant_assets.defs.assets.ohlcv import ohlcv
 from quant_assets.simulator import Simulator
-from quant_assets_tests.dagster_helpers import query, resources_for
+from quant_assets_tests.dagster_helpers import materialize_range, query, resources_for
 
 
 def test_every_universe_coin_has_market_cap_volume_and_supply(
@@ -96,3 +98,81 @@ def test_a_coin_coingecko_does_not_return_keeps_a_row_of_nulls(sim: Simulator, b
     assert market.missing == ["ZZZUSDT", "YYYUSDT"]
     assert market.frame["market_cap_usd"].notna().tolist() == [True, False, False]
     assert market.frame["symbol"].tolist() == ["BTCUSDT", "ZZZUSDT", "YYYUSDT"]
+
+
+def test_feature_table_reads_the_previous_day_s_coin_market(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    before = yesterday - dt.timedelta(days=1)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(sim, tmp_path, QT_MAX_SYMBOLS="4")
+    for day in (before, yesterday):
+        assert dg.materialize(
+            [coin_universe], instance=instance, resources=resources, partition_key=str(day)
+        ).success
+    assert dg.materialize(
+        [coin_market], instance=instance, resources=resources, partition_key=str(before)
+    ).success
+    symbols = [
+        r[0]
+        for r in query(
+            tmp_path, "SELECT symbol FROM coin_universe WHERE snapshot_date = ? ORDER BY rank", [yesterday]
+        )
+    ]
+    assert materialize_range(ohlcv, instance, resources, symbols, before, yesterday).success
+
+    assert dg.materialize(
+        [feature_table], instance=instance, resources=resources, partition_key=str(yesterday)
+    ).success
+
+    market = {
+        r[0]: (r[1], r[2])
+        for r in query(
+            tmp_path,
+            "SELECT symbol, market_cap_usd, total_volume_usd FROM coin_market WHERE snapshot_date = ?",
+            [before],
+        )
+    }
+    rows = query(
+        tmp_path,
+        "SELECT symbol, min(mcap_rank), max(mcap_rank), min(turnover), max(turnover) FROM features GROUP BY symbol",
+    )
+    assert {r[0] for r in rows} == set(symbols)
+    by_cap = sorted(market, key=lambda s: market[s][0])
+    for symbol, low_rank, high_rank, low_turnover, high_turnover in rows:
+        # One value all day: the previous day's snapshot, not the day's own.
+        assert low_rank == high_rank == by_cap.index(symbol) / (len(by_cap) - 1)
+        assert low_turnover == pytest.approx(high_turnover)
+        assert low_turnover == pytest.approx(market[symbol][1] / market[symbol][0])
+    check = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("feature_table"), "no_nan_after_warmup"), limit=1
+    )[0]
+    assert check.status.value == "SUCCEEDED"
+
+
+def test_without_the_previous_day_s_coin_market_the_features_are_nan_and_explained(
+    sim: Simulator, tmp_path: Path, yesterday: dt.date
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(sim, tmp_path, QT_MAX_SYMBOLS="3")
+    assert dg.materialize(
+        [coin_universe], instance=instance, resources=resources, partition_key=str(yesterday)
+    ).success
+    # The day's own coin_market exists, but feature_table(d) reads d - 1 only: no look-ahead.
+    assert dg.materialize(
+        [coin_market], instance=instance, resources=resources, partition_key=str(yesterday)
+    ).success
+    symbols = [r[0] for r in query(tmp_path, "SELECT symbol FROM coin_universe ORDER BY rank")]
+    assert materialize_range(ohlcv, instance, resources, symbols, yesterday, yesterday).success
+
+    assert dg.materialize(
+        [feature_table], instance=instance, resources=resources, partition_key=str(yesterday)
+    ).success
+
+    assert query(tmp_path, "SELECT count(mcap_rank), count(turnover), count(*) > 0 FROM features") == [
+        (0, 0, True)
+    ]
+    check = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("feature_table"), "no_nan_after_warmup"), limit=1
+    )[0]
+    assert check.status.value == "SUCCEEDED"
