@@ -51,6 +51,12 @@ shown). Peak memory is the resident-set high-water mark (``VmHWM``) of this proc
 each case through ``/proc/self/clear_refs``; for b and c it is the CLI subprocess's own ``VmHWM``,
 sampled every 50 ms (this process, which serves the simulator meanwhile, is printed beside it).
 
+* **g** - case a through Binance's archive path (``QT_BINANCE_ARCHIVE_URL``): the same 100 x 90
+  backfill in one in-process run, every day the simulator's archive holds (all but yesterday: it
+  lags a day) from its verified daily zips, the rest from REST; the simulator in a child process
+  (its zips are built and served off this process's GIL); days by path and the API weight spent,
+  from the run's metadata [<= 60 s, weight only for the REST days].
+
 Run: ``.venv/bin/python benchmarks/backfill.py [--only a,b,c,d,e,f] [--symbols 100] [--days 90]
 [--quick]``; ``--quick`` shrinks d to 2 symbols x 10 days at 60 per minute, f to 2 + 2 symbols x 10
 days at 30 per minute and, unless given, a/b/c/e to 10 symbols x 5 days.
@@ -65,6 +71,7 @@ import os
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,7 +102,7 @@ BIN = Path(sys.executable).parent
 UNLIMITED = 1_000_000  # client budget for "limits off": the simulator's own figure for no limit
 FIVE_MINUTES_MS = 300_000
 DAY_MS = 86_400_000
-CASES = ("a", "b", "c", "d", "e", "f", "p")
+CASES = ("a", "b", "c", "d", "e", "f", "p", "g")
 WINDOW_S = 60.0  # the simulator's and the client's weight window in cases d and f
 OHLCV = dg.AssetKey("ohlcv")
 
@@ -542,6 +549,73 @@ class Benchmark:
         )
         return [
             Row("a  asset, in process", wall, candles, 1, requests, weight, peak, "<= 120 s", wall <= 120)
+        ]
+
+    # -- g -----------------------------------------------------------------------------------------
+    def case_g(self) -> list[Row]:
+        symbols = self.universe()
+        days = self.args.days
+        self.say(
+            f"\n[g] {len(symbols)} symbols x {days} days ({self.first} .. {self.last}), one run, "
+            "archive first (simulator in a child process)"
+        )
+        data = self.tmp / "g_data"
+        log = self.tmp / "g.log"
+        port = _free_port()
+        code = f"from quant_assets.simulator.server import run_server; run_server(port={port})"
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            assert child.stdout is not None
+            if "listening" not in child.stdout.readline():
+                raise RuntimeError("the simulator child did not start")
+            url = f"http://127.0.0.1:{port}"
+            values = {
+                "QT_DATA_DIR": str(data),
+                "QT_BINANCE_FAPI_URL": url,
+                "QT_COINGECKO_API_URL": url + "/api/v3",
+                "QT_BINANCE_WEIGHT_PER_MINUTE": str(UNLIMITED),
+                "QT_BINANCE_ARCHIVE_URL": url,
+            }
+            instance = dg.DagsterInstance.ephemeral()
+            reset_peak_rss()
+            with stderr_to(log):
+                started = time.perf_counter()
+                result = self.materialize_ohlcv(
+                    instance, build_resources(values), symbols, self.first, self.last
+                )
+                wall = time.perf_counter() - started
+            peak = peak_rss_mib()
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
+        records = instance.fetch_materializations(OHLCV, limit=1).records
+        meta = {k: v.value for k, v in records[0].asset_materialization.metadata.items()} if records else {}
+        candles = lake_candles(data)
+        archived, rest, weight = (
+            meta.get("run_days_archive"),
+            meta.get("run_days_rest"),
+            meta.get("run_weight"),
+        )
+        self.say(f"    run success: {result.success}; days from the archive {archived}, from REST {rest}")
+        self.say(f"    API weight {weight} (REST days only); {describe_missing(data, symbols, days)}")
+        self.say(
+            f"    wall {wall:.1f} s, {candles:,} candles, {candles / wall:,.0f} candles/s, peak RSS {peak:,.0f} MiB"
+        )
+        weight_int = int(weight) if isinstance(weight, int) else None
+        return [
+            Row(
+                "g  asset, archive path",
+                wall,
+                candles,
+                1,
+                None,
+                weight_int,
+                peak,
+                "<= 60 s",
+                wall <= 60 and bool(result.success),
+            )
         ]
 
     # -- e -----------------------------------------------------------------------------------------
@@ -1114,6 +1188,12 @@ def with_load(case: Callable[[], list[Row]]) -> list[Row]:
     return rows
 
 
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--only", default=",".join(CASES), help="cases to run, e.g. a,e (default: all)")
@@ -1179,6 +1259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows["c"] = with_load(lambda: bench.case_c(sim))
                 if "p" in args.only:
                     rows["p"] = with_load(lambda: bench.case_p(sim))
+        if "g" in args.only:
+            rows["g"] = with_load(bench.case_g)
         if "d" in args.only:
             rows["d"] = with_load(bench.case_d)
         if "f" in args.only:
