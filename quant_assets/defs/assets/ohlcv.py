@@ -186,9 +186,8 @@ def ohlcv(  # noqa: ANN201 - a generator of check results
         sources = list(outcome.sources.values())
         run_summary["run_days_archive"] = sources.count("archive")
         run_summary["run_days_rest"] = sources.count("rest")
-        run_summary["run_archive_fallbacks"] = dg.MetadataValue.json(
-            {f"{p.day.isoformat()}|{p.symbol}": m for p, m in sorted(outcome.archive_fallbacks.items())[:500]}
-        )
+        # Why a day went to REST is in that partition's own `archive_fallback` (this summary is
+        # repeated in every partition's metadata: counts only).
     if len(enabled) > 1:
         run_summary["run_candles_by_venue"] = dg.MetadataValue.json(
             {venue: sum(result.written.values()) for venue, result in collected.items()}
