@@ -664,10 +664,16 @@ def model_evaluation_sensor(
         if scored is None or any(i > scored for i in inputs):
             to_score.append(day)
             newest_input[day] = max(inputs, default=0)
+    # Only a day whose labels run came after its features and still did not predict it: before
+    # that, the chain's own labels run will carry the day's predictions (no extra run).
     to_predict = [
         day
         for day in recent[:2]
-        if day in built and day not in predicted and any(latest_before(store, m, day) for m in MODEL_NAMES)
+        if day in built
+        and day not in predicted
+        and (_latest_storage_id(context.instance, "labels", day) or 0)
+        > (_latest_storage_id(context.instance, "feature_table", day) or 0)
+        and any(latest_before(store, m, day) for m in MODEL_NAMES)
     ]
     requests = [
         r.with_replaced_attrs(
