@@ -10,7 +10,6 @@ trees up to the best validation iteration.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -24,11 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 
-from quant_assets.models.base import ForecastModel, Panel, TimeRange
-from quant_assets.models.data import design_matrix
-from quant_assets.store.lake import write_bytes_atomic
+from quant_assets.models.trees import TreeModel
 
 BOOSTER_FILE = "booster.txt"
 
@@ -63,17 +59,17 @@ class Config:
         )
 
 
-class LightGBMModel(ForecastModel):
+class LightGBMModel(TreeModel[lgb.Booster]):
     """Gradient-boosted trees (leaf-wise, histogram) on the feature columns of a panel."""
 
     name = "lightgbm"
     config_type = Config
+    booster_file = BOOSTER_FILE  # LightGBM's model text
+    unfitted_iteration = 0
 
     def __init__(self, config: Config | None = None, *, seed: int = 0) -> None:
         super().__init__(config, seed=seed)
         self.config: Config
-        self.booster: lgb.Booster | None = None
-        self.best_iteration: int = 0
 
     def _params(self) -> dict[str, object]:
         c = self.config
@@ -95,18 +91,9 @@ class LightGBMModel(ForecastModel):
             "verbosity": -1,
         }
 
-    def fit(self, panel: Panel, train: TimeRange, valid: TimeRange) -> dict[str, float]:
-        """Fit on the labelled rows of `train`, stopping when `valid`'s rmse stops improving.
-
-        Raises:
-            ValueError: `train` or `valid` holds no labelled row.
-        """
-        started = time.perf_counter()
-        self.remember_schema(panel)
-        x_train, y_train, _ = design_matrix(panel, train, labelled_only=True)
-        x_valid, y_valid, _ = design_matrix(panel, valid, labelled_only=True)
-        if not len(y_train) or not len(y_valid):
-            raise ValueError(f"lightgbm: {len(y_train)} labelled train rows, {len(y_valid)} valid rows")
+    def _train(
+        self, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray
+    ) -> dict[str, float]:
         params = self._params()
         names = list(self.features)
         dtrain = lgb.Dataset(x_train, label=y_train, feature_name=names, params=params, free_raw_data=True)
@@ -127,48 +114,17 @@ class LightGBMModel(ForecastModel):
         self.best_iteration = int(booster.best_iteration) or rounds
         # Keep exactly the trees up to the best validation round: what is saved is what predicts.
         self.booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=self.best_iteration))
-        return {
-            "best_iteration": float(self.best_iteration),
-            "rounds": float(rounds),
-            "train_rows": float(len(y_train)),
-            "valid_rows": float(len(y_valid)),
-            "seconds": time.perf_counter() - started,
-        }
+        return {"best_iteration": float(self.best_iteration), "rounds": float(rounds)}
 
-    def predict(self, panel: Panel, rows: TimeRange) -> pd.DataFrame:
-        """``symbol, open_time, prediction`` of every panel row in `rows` (see ForecastModel)."""
-        self.check_panel(panel)
-        if self.booster is None:
-            raise RuntimeError("lightgbm model is not fitted")
-        x, _, positions = design_matrix(panel, rows, labelled_only=False)
-        prediction = (
-            np.asarray(self.booster.predict(x, num_threads=self.config.n_jobs), dtype=np.float64)
-            if len(x)
-            else np.zeros(0, dtype=np.float64)
-        )
-        out = panel.frame[["symbol", "open_time"]].take(positions).reset_index(drop=True)
-        out["prediction"] = prediction
-        return out
+    def _predict(self, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+        return np.asarray(booster.predict(x, num_threads=self.config.n_jobs), dtype=np.float64)
 
-    def save(self, directory: Path) -> None:
-        """``booster.txt`` (LightGBM's model text) and ``model.json``; same model, same bytes."""
-        if self.booster is None:
-            raise RuntimeError("lightgbm model is not fitted")
-        directory = Path(directory)
-        write_bytes_atomic(directory / BOOSTER_FILE, self.booster.model_to_string().encode())
-        self.save_meta(directory, best_iteration=self.best_iteration)
+    def _booster_bytes(self, booster: lgb.Booster) -> bytes:
+        return booster.model_to_string().encode()
 
-    @classmethod
-    def load(cls, directory: Path) -> Self:
-        """The model :meth:`save` wrote into `directory`."""
-        model, meta = cls.from_meta(directory)
-        model.booster = lgb.Booster(model_str=(Path(directory) / BOOSTER_FILE).read_text())
-        model.best_iteration = int(meta.get("best_iteration", 0))
-        return model
+    def _read_booster(self, path: Path) -> lgb.Booster:
+        return lgb.Booster(model_str=path.read_text())
 
-    def importances(self) -> dict[str, float] | None:
-        """Total gain per feature (0 for a feature no split uses), in schema order."""
-        if self.booster is None:
-            return None
-        gain = self.booster.feature_importance(importance_type="gain")
+    def _gains(self, booster: lgb.Booster) -> dict[str, float]:
+        gain = booster.feature_importance(importance_type="gain")
         return {name: float(g) for name, g in zip(self.features, gain, strict=True)}

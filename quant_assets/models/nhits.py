@@ -65,20 +65,7 @@ class Config(TorchConfig):
     @classmethod
     def small(cls) -> Config:
         """A few seconds on a few symbols and days (tests, demo)."""
-        return cls(
-            input_size=48,
-            hidden_sizes=(64, 64),
-            batch_size=256,
-            learning_rate=3e-3,
-            max_steps=300,
-            eval_every=25,
-            patience=4,
-            valid_windows=2048,
-            time_budget_s=20.0,
-            # One thread: the operations of so small a network are too small to split, and a
-            # second thread only adds a wait at every one of them.
-            threads=1,
-        )
+        return cls.small_profile(hidden_sizes=(64, 64))
 
     @classmethod
     def neuralforecast(cls) -> Config:

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 # torch's OpenMP threads spin while they wait for each other (libgomp's default). On a machine with
 # more runnable threads than cores (other runs, other assets training at the same time) a spinning
@@ -129,6 +129,25 @@ class TorchConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.time_budget_s <= 0:
             raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
+
+    @classmethod
+    def small_profile(cls, **architecture: Any) -> Self:
+        """The small configuration (tests, demo: a few seconds on a few symbols and days): the
+        training settings every sequence model shares there, with `architecture` (its own sizes)."""
+        return cls(
+            input_size=48,
+            batch_size=256,
+            learning_rate=3e-3,
+            max_steps=300,
+            eval_every=25,
+            patience=4,
+            valid_windows=2048,
+            time_budget_s=20.0,
+            # One thread: the operations of so small a network are too small to split, and a
+            # second thread only adds a wait at every one of them.
+            threads=1,
+            **architecture,
+        )
 
 
 @contextmanager

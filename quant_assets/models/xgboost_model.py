@@ -9,7 +9,6 @@ trees up to the best validation iteration.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -22,12 +21,9 @@ from typing import Self
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
 
-from quant_assets.models.base import ForecastModel, Panel, TimeRange
-from quant_assets.models.data import design_matrix
-from quant_assets.store.lake import write_bytes_atomic
+from quant_assets.models.trees import TreeModel
 
 BOOSTER_FILE = "booster.ubj"
 
@@ -61,17 +57,17 @@ class Config:
         )
 
 
-class XGBoostModel(ForecastModel):
+class XGBoostModel(TreeModel[xgb.Booster]):
     """Gradient-boosted trees (``tree_method="hist"``) on the feature columns of a panel."""
 
     name = "xgboost"
     config_type = Config
+    booster_file = BOOSTER_FILE  # UBJSON booster
+    unfitted_iteration = -1  # best_iteration is the index of the last tree kept
 
     def __init__(self, config: Config | None = None, *, seed: int = 0) -> None:
         super().__init__(config, seed=seed)
         self.config: Config
-        self.booster: xgb.Booster | None = None
-        self.best_iteration: int = -1
 
     def _params(self) -> dict[str, object]:
         c = self.config
@@ -91,18 +87,9 @@ class XGBoostModel(ForecastModel):
             "verbosity": 0,
         }
 
-    def fit(self, panel: Panel, train: TimeRange, valid: TimeRange) -> dict[str, float]:
-        """Fit on the labelled rows of `train`, stopping when `valid`'s rmse stops improving.
-
-        Raises:
-            ValueError: `train` or `valid` holds no labelled row.
-        """
-        started = time.perf_counter()
-        self.remember_schema(panel)
-        x_train, y_train, _ = design_matrix(panel, train, labelled_only=True)
-        x_valid, y_valid, _ = design_matrix(panel, valid, labelled_only=True)
-        if not len(y_train) or not len(y_valid):
-            raise ValueError(f"xgboost: {len(y_train)} labelled train rows, {len(y_valid)} valid rows")
+    def _train(
+        self, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray
+    ) -> dict[str, float]:
         names = list(self.features)
         dtrain = xgb.QuantileDMatrix(
             x_train,
@@ -133,46 +120,20 @@ class XGBoostModel(ForecastModel):
         return {
             "best_iteration": float(self.best_iteration + 1),  # trees kept (LightGBM's convention)
             "rounds": float(booster.num_boosted_rounds()),
-            "train_rows": float(len(y_train)),
-            "valid_rows": float(len(y_valid)),
-            "seconds": time.perf_counter() - started,
         }
 
-    def predict(self, panel: Panel, rows: TimeRange) -> pd.DataFrame:
-        """``symbol, open_time, prediction`` of every panel row in `rows` (see ForecastModel)."""
-        self.check_panel(panel)
-        if self.booster is None:
-            raise RuntimeError("xgboost model is not fitted")
-        x, _, positions = design_matrix(panel, rows, labelled_only=False)
-        prediction = (
-            self.booster.inplace_predict(x).astype(np.float64) if len(x) else np.zeros(0, dtype=np.float64)
-        )
-        out = panel.frame[["symbol", "open_time"]].take(positions).reset_index(drop=True)
-        out["prediction"] = prediction
-        return out
+    def _predict(self, booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
+        return booster.inplace_predict(x).astype(np.float64)
 
-    def save(self, directory: Path) -> None:
-        """``booster.ubj`` (UBJSON booster) and ``model.json``; same model, same bytes."""
-        if self.booster is None:
-            raise RuntimeError("xgboost model is not fitted")
-        directory = Path(directory)
-        write_bytes_atomic(directory / BOOSTER_FILE, bytes(self.booster.save_raw(raw_format="ubj")))
-        self.save_meta(directory, best_iteration=self.best_iteration)
+    def _booster_bytes(self, booster: xgb.Booster) -> bytes:
+        return bytes(booster.save_raw(raw_format="ubj"))
 
-    @classmethod
-    def load(cls, directory: Path) -> Self:
-        """The model :meth:`save` wrote into `directory`."""
-        model, meta = cls.from_meta(directory)
+    def _read_booster(self, path: Path) -> xgb.Booster:
         booster = xgb.Booster()
-        booster.load_model(bytearray((Path(directory) / BOOSTER_FILE).read_bytes()))
-        booster.set_param({"nthread": model.config.n_jobs})
-        model.booster = booster
-        model.best_iteration = int(meta.get("best_iteration", -1))
-        return model
+        booster.load_model(bytearray(path.read_bytes()))
+        booster.set_param({"nthread": self.config.n_jobs})
+        return booster
 
-    def importances(self) -> dict[str, float] | None:
-        """Total gain per feature (0 for a feature no split uses), in schema order."""
-        if self.booster is None:
-            return None
-        gain = self.booster.get_score(importance_type="total_gain")
+    def _gains(self, booster: xgb.Booster) -> dict[str, float]:
+        gain = booster.get_score(importance_type="total_gain")
         return {name: float(gain.get(name, 0.0)) for name in self.features}

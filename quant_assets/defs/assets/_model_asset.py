@@ -125,6 +125,23 @@ def build_model_asset(model: str, *, kinds: set[str]) -> dg.AssetsDefinition:
     return _model_asset
 
 
+def fail_for_days(failed: dict[str, str], *, days: int, not_done: str) -> None:
+    """Fail the run of a partitioned model asset (``predictions``, ``model_evaluation``) over `days`
+    days when some were not written, naming each day of `failed` (day -> why) and saying that the
+    other days are stored; `not_done` says what the failed days were not (``"predicted"`` ...).
+
+    Raises:
+        dagster.Failure: `failed` names a day (without retries: the same inputs fail again).
+    """
+    if failed:
+        listing = "\n".join(f"  {day}: {message}" for day, message in failed.items())
+        raise dg.Failure(
+            description=f"{len(failed)} of {days} days were not {not_done}; the others are stored:\n{listing}",
+            metadata={"failed_days": dg.MetadataValue.json(failed)},
+            allow_retries=False,
+        )
+
+
 # ------------------------------------------------------------------------------------- metadata
 _METRIC_ROWS = (
     ("ic", "IC (Spearman per timestamp, mean)"),

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from quant_assets.defs.assets._model_asset import fail_for_days
 from quant_assets.defs.partitions import daily_partitions
 from quant_assets.defs.resources import LakeResource
 from quant_assets.errors import QuantAssetsError
@@ -118,10 +119,4 @@ def model_evaluation(
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=str(day), metadata=metadata)
         context.log.info(f"model_evaluation {day}: {len(frame)} model versions scored")
     lake.catalog().ensure_views()
-    if failed:
-        listing = "\n".join(f"  {day}: {message}" for day, message in failed.items())
-        raise dg.Failure(
-            description=f"{len(failed)} of {len(days)} days were not evaluated; the others are stored:\n{listing}",
-            metadata={"failed_days": dg.MetadataValue.json(failed)},
-            allow_retries=False,
-        )
+    fail_for_days(failed, days=len(days), not_done="evaluated")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from quant_assets.defs.assets._model_asset import MODEL_ASSET_NAMES
+from quant_assets.defs.assets._model_asset import MODEL_ASSET_NAMES, fail_for_days
 from quant_assets.defs.partitions import daily_partitions
 from quant_assets.defs.resources import LakeResource
 from quant_assets.errors import QuantAssetsError
@@ -82,10 +82,4 @@ def predictions(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterat
         )
         context.log.info(f"predictions {day}: {written.rows:,} rows of {len(versions)} models")
     lake.catalog().ensure_views()
-    if failed:
-        listing = "\n".join(f"  {day}: {message}" for day, message in failed.items())
-        raise dg.Failure(
-            description=f"{len(failed)} of {len(days)} days were not predicted; the others are stored:\n{listing}",
-            metadata={"failed_days": dg.MetadataValue.json(failed)},
-            allow_retries=False,
-        )
+    fail_for_days(failed, days=len(days), not_done="predicted")
