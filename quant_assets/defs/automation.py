@@ -44,7 +44,8 @@ from quant_assets.store.lake import Lake
 
 REASON_TAG = "quant_assets/reason"  # why a run was requested, shown with the run in the UI
 
-coin_universe_job = dg.define_asset_job("coin_universe_job", selection="coin_universe")
+# The day's snapshot and its coins' market data (coin_market d feeds feature_table d + 1), one run.
+coin_universe_job = dg.define_asset_job("coin_universe_job", selection=["coin_universe", "coin_market"])
 ohlcv_job = dg.define_asset_job("ohlcv_job", selection="ohlcv")
 feature_table_job = dg.define_asset_job("feature_table_job", selection="feature_table")
 labels_job = dg.define_asset_job("labels_job", selection="labels")
@@ -255,7 +256,7 @@ def feature_table_sensor(
 
 # ------------------------------------------------------------------------------ models in the chain
 MODEL_ASSETS: tuple[str, ...] = tuple(f"{name}_model" for name in MODEL_NAMES)
-RETRAIN_TAG_PREFIX = "quant_assets/retrain/"  # + model name: the trigger a run retrains it for
+RETRAIN_TAG_PREFIX = "quant_assets/retrain_"  # + model name: the trigger a run retrains it for
 ROLLING_IC_DAYS = 7
 # Fewer stored days than this never start a training by themselves: too few to split into train,
 # validation and test with embargoes (a 3-day demo or test deployment stays without models).
@@ -388,7 +389,7 @@ def due_triggers(
 ) -> list[RetrainTrigger]:
     """The retrain triggers of the current state that no run was requested for yet.
 
-    A trigger counts as requested when a run carries it (tag ``quant_assets/retrain/<model>``),
+    A trigger counts as requested when a run carries it (tag ``quant_assets/retrain_<model>``),
     whichever sensor or person launched it, or when it is in `already` (a sensor's cursor).
     """
     every_days = int(settings.check("QT_RETRAIN_EVERY_DAYS", os.environ.get("QT_RETRAIN_EVERY_DAYS")))  # type: ignore[call-overload]

@@ -276,7 +276,7 @@ def test_retrain_sensor_trains_a_fresh_deployment_and_predicts_its_newest_day_on
         assert request.tags["quant_assets/reason"].startswith(
             "no xgboost model yet; the 3 feature days up to"
         )
-        assert request.tags["quant_assets/retrain/nhits"] == f"initial:{yesterday}"
+        assert request.tags["quant_assets/retrain_nhits"] == f"initial:{yesterday}"
 
         # The same state again: nothing new, also after a restart that keeps only the cursor ...
         assert isinstance(retrain_tick(instance, feature_lake, result.cursor), dg.SkipReason)

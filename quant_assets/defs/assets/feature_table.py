@@ -28,6 +28,13 @@ STALE_CHECK = "stored_days_match_schema"
             partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"),
         ),
         dg.AssetDep("coin_universe"),  # the universe snapshot of the same day
+        # market cap and volume known before d's first bar: the snapshot of d - 1 (mcap_rank, turnover)
+        dg.AssetDep(
+            "coin_market",
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+            ),
+        ),
     ],
     check_specs=[
         dg.AssetCheckSpec(
