@@ -54,6 +54,7 @@ screenshots: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/backfill.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/models.py
 
 clean:
 	rm -rf data .dagster_home .pytest_cache .ruff_cache
