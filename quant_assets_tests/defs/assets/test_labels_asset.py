@@ -84,6 +84,7 @@ def test_labels_have_the_lineage_they_really_have() -> None:
     assert graph.get(dg.AssetKey("feature_table")).parent_keys == {
         dg.AssetKey("ohlcv"),
         dg.AssetKey("coin_universe"),
+        dg.AssetKey("coin_market"),  # of the day before: mcap_rank and turnover
     }
     assert dg.AssetKey("labels") not in graph.get(dg.AssetKey("feature_table")).child_keys
 
